@@ -1,0 +1,17 @@
+# The two commands of the README, and a few more.
+GO ?= go
+
+.PHONY: demo test build fuzz
+
+# Run the main job on a throwaway PostgreSQL and the fake Events API (or on
+# DATABASE_URL and WORKOS_API_KEY when set), then print an audit report.
+demo:
+	$(GO) run ./cmd/syncer demo
+
+# Every test, against a real PostgreSQL that the tests start themselves.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/syncer ./cmd/syncer

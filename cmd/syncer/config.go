@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncer-audit/syncer/internal/model"
+)
+
+// Exit codes. Scripts may rely on them.
+const (
+	exitError    = 1 // the sync failed; the message says why
+	exitUsage    = 2 // a flag or setting is wrong
+	exitRejected = 3 // the API rejects event types of the user's filter
+)
+
+type exitCoder interface{ ExitCode() int }
+
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+func (e *codedError) ExitCode() int { return e.code }
+
+func usageError(format string, args ...any) error {
+	return &codedError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// command is a flag set whose flags may also come from environment
+// variables; a flag given on the command line wins.
+type command struct {
+	fs      *flag.FlagSet
+	summary string
+	envs    map[string]string // flag name -> environment variable
+}
+
+func newCommand(name, summary string, stderr io.Writer) *command {
+	c := &command{fs: flag.NewFlagSet(name, flag.ContinueOnError), summary: summary, envs: map[string]string{}}
+	c.fs.SetOutput(stderr)
+	c.fs.Usage = func() { c.usage(stderr) }
+	return c
+}
+
+func (c *command) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: syncer %s [flags]\n\n%s\n", c.fs.Name(), c.summary)
+	if !hasFlags(c.fs) {
+		return
+	}
+	fmt.Fprintln(w, "\nflags (a flag wins over its environment variable):")
+	c.fs.VisitAll(func(f *flag.Flag) {
+		name, help := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if env := c.envs[f.Name]; env != "" {
+			line += "   (env " + env + ")"
+		}
+		fmt.Fprintln(w, line)
+		fmt.Fprintf(w, "        %s", strings.ReplaceAll(help, "\n", "\n        "))
+		if f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	any := false
+	fs.VisitAll(func(*flag.Flag) { any = true })
+	return any
+}
+
+// env ties flag name to environment variable env.
+func (c *command) env(name, env string) { c.envs[name] = env }
+
+// parse reads the command line, then fills every flag not given there from
+// its environment variable. The values never appear in errors: a secret
+// may be among them.
+func (c *command) parse(args []string, getenv func(string) string) error {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &codedError{code: exitUsage, err: err}
+	}
+	given := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, env := range c.envs {
+		if given[name] {
+			continue
+		}
+		if v := getenv(env); v != "" {
+			if err := c.fs.Set(name, v); err != nil {
+				return usageError("environment variable %s: %v", env, err)
+			}
+		}
+	}
+	return nil
+}
+
+// eventList is the --events setting: a comma list, or "all".
+type eventList struct {
+	types    []string
+	explicit bool
+}
+
+func (e *eventList) String() string {
+	if e == nil || !e.explicit {
+		return "every Vault type"
+	}
+	return strings.Join(e.types, ",")
+}
+
+func (e *eventList) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "all" {
+		e.types, e.explicit = model.KnownTypes(), true
+		return nil
+	}
+	var types []string
+	for _, t := range strings.Split(v, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if strings.ContainsAny(t, " \t\n") {
+			return fmt.Errorf("%q is not an event type name", t)
+		}
+		types = append(types, t)
+	}
+	if len(types) == 0 {
+		return errors.New("no event type given")
+	}
+	e.types, e.explicit = types, true
+	return nil
+}
+
+// since is the --since setting: where a first run starts.
+type since struct{ t time.Time }
+
+func (s *since) String() string {
+	if s == nil || s.t.IsZero() {
+		return "30 days ago"
+	}
+	return s.t.Format(time.RFC3339)
+}
+
+// Set accepts an RFC 3339 time, a date, or an age such as 72h or 30d.
+func (s *since) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: want a number of days such as 30d", v)
+		}
+		s.t = time.Now().Add(-time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return fmt.Errorf("%q: an age cannot be negative", v)
+		}
+		s.t = time.Now().Add(-d)
+		return nil
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		s.t = t
+		return nil
+	}
+	t, err := model.ParseTime(v)
+	if err != nil {
+		return fmt.Errorf("%q: want an RFC 3339 time, a date (2026-01-31) or an age (72h, 30d)", v)
+	}
+	s.t = t
+	return nil
+}
+
+// logSettings are the flags every long-running command has.
+type logSettings struct {
+	format string
+	level  slog.Level
+}
+
+func (l *logSettings) register(c *command) {
+	c.fs.StringVar(&l.format, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	c.env("log-format", "SYNCER_LOG_FORMAT")
+	c.fs.TextVar(&l.level, "log-level", slog.LevelInfo, "least severe level logged: debug, info, warn, error")
+	c.env("log-level", "SYNCER_LOG_LEVEL")
+}
+
+func (l *logSettings) logger(stderr io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: l.level}
+	switch l.format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, opts)), nil
+	case "auto":
+		if isTerminal(stderr) {
+			return slog.New(slog.NewTextHandler(stderr, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	}
+	return nil, usageError("--log-format %q: want auto, text or json", l.format)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/syncer-audit/syncer/internal/model"
+	"github.com/syncer-audit/syncer/internal/poller"
+	"github.com/syncer-audit/syncer/internal/store"
+)
+
+const topUsage = `syncer copies the WorkOS Events API into a PostgreSQL audit trail.
+
+usage: syncer <command> [flags]
+
+commands:
+  sync      one pass: fetch every new event, store it, exit (for cron)
+  run       the same as a daemon, polling every --interval
+  status    where the cursor stands, how fresh the archive is, what it holds
+  migrate   up | down [N] | version: manage the database schema
+  demo      try it: a throwaway database and a fake API, then an audit report
+  fakeapi   serve the fake Events API (for demos, tests and benchmarks)
+
+"syncer <command> --help" explains every setting of a command.
+`
+
+// run is the whole program; main only wires the process to it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return usageError("no command given")
+	}
+	var err error
+	switch args[0] {
+	case "sync":
+		err = cmdSync(ctx, args[1:], getenv, stdout, stderr, false)
+	case "run":
+		err = cmdSync(ctx, args[1:], getenv, stdout, stderr, true)
+	case "status":
+		err = cmdStatus(ctx, args[1:], getenv, stdout, stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], getenv, stdout, stderr)
+	case "fakeapi":
+		err = cmdFakeAPI(ctx, args[1:], getenv, stdout, stderr)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, topUsage)
+		return nil
+	default:
+		fmt.Fprint(stderr, topUsage)
+		return usageError("unknown command %q", args[0])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// syncSettings are the settings of sync, run and demo.
+type syncSettings struct {
+	databaseURL string
+	baseURL     string
+	events      eventList
+	since       since
+	noMigrate   bool
+	interval    time.Duration
+	timeout     time.Duration
+	log         logSettings
+}
+
+func (s *syncSettings) register(c *command, daemon bool) {
+	c.fs.StringVar(&s.databaseURL, "database-url", "", "PostgreSQL connection URL, e.g. postgres://user@host/db?sslmode=verify-full")
+	c.env("database-url", "DATABASE_URL")
+	c.fs.StringVar(&s.baseURL, "base-url", "https://api.workos.com", "WorkOS API base URL")
+	c.env("base-url", "WORKOS_BASE_URL")
+	c.fs.Var(&s.events, "events", "event types to fetch, a comma list; \"all\" for every type this binary knows")
+	c.env("events", "SYNCER_EVENTS")
+	c.fs.Var(&s.since, "since", "where the first run starts, when there is no cursor yet:\nan RFC 3339 time, a date or an age (72h, 30d)")
+	c.env("since", "SYNCER_SINCE")
+	c.fs.BoolVar(&s.noMigrate, "no-migrate", false, "do not apply pending database migrations at start")
+	c.env("no-migrate", "SYNCER_NO_MIGRATE")
+	c.fs.DurationVar(&s.timeout, "request-timeout", 30*time.Second, "time limit of one API request, body included")
+	c.env("request-timeout", "SYNCER_REQUEST_TIMEOUT")
+	if daemon {
+		c.fs.DurationVar(&s.interval, "interval", 30*time.Second, "time between polls once caught up")
+		c.env("interval", "SYNCER_INTERVAL")
+	}
+	s.log.register(c)
+}
+
+const apiKeyHelp = `
+The API key is read only from the environment, WORKOS_API_KEY, never from a
+flag: command lines are visible to every user of the machine.`
+
+func cmdSync(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, daemon bool) error {
+	name, summary := "sync", "One pass: fetch every event newer than the cursor, store each page with the\ncursor in one transaction, and exit 0 once caught up."
+	if daemon {
+		name, summary = "run", "Run as a daemon: sync, then again every --interval, until SIGINT or SIGTERM,\nwhich finish the page being written and exit 0."
+	}
+	c := newCommand(name, summary+"\n"+apiKeyHelp, stderr)
+	var s syncSettings
+	s.register(c, daemon)
+	if err := c.parse(args, getenv); err != nil {
+		return err
+	}
+	if daemon && s.interval < time.Second {
+		return usageError("--interval %s: want at least 1s", s.interval)
+	}
+	logger, err := s.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if s.databaseURL == "" {
+		return usageError("no database: set DATABASE_URL or --database-url (\"syncer demo\" runs without one)")
+	}
+	apiKey := getenv("WORKOS_API_KEY")
+	if apiKey == "" {
+		return usageError("no API key: set WORKOS_API_KEY (\"syncer demo\" runs without one)")
+	}
+	st, err := openStore(ctx, s.databaseURL, !s.noMigrate, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	p, err := newPoller(&s, apiKey, http.DefaultClient, st, logger)
+	if err != nil {
+		return err
+	}
+	if daemon {
+		logger.Info("syncer running", "interval", s.interval, "events", len(s.events.types))
+		return exitCodeFor(p.Run(ctx, s.interval, nil))
+	}
+	res, err := p.Sync(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			logger.Info("interrupted; every page written so far is committed", "pages", res.Pages, "cursor", res.Cursor)
+			return nil
+		}
+		return exitCodeFor(err)
+	}
+	fmt.Fprintf(stdout, "caught up: %d events in %d pages in %s; cursor %s\n",
+		res.Events, res.Pages, res.Duration.Round(time.Millisecond), orNone(res.Cursor))
+	return nil
+}
+
+func exitCodeFor(err error) error {
+	if errors.Is(err, poller.ErrRejectedTypes) {
+		return &codedError{code: exitRejected, err: err}
+	}
+	return err
+}
+
+// newPoller builds the client and poller from the settings; the default
+// type filter (every Vault type) applies when --events is not given.
+func newPoller(s *syncSettings, apiKey string, hc *http.Client, sink poller.Sink, logger *slog.Logger) (*poller.Poller, error) {
+	client, err := poller.NewClient(poller.ClientConfig{
+		BaseURL:        s.baseURL,
+		APIKey:         apiKey,
+		HTTPClient:     hc,
+		RequestTimeout: s.timeout,
+		Logger:         logger,
+	})
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	events, isDefault := s.events.types, !s.events.explicit
+	if isDefault {
+		events = model.VaultTypes()
+	}
+	from := s.since.t
+	if from.IsZero() {
+		from = time.Now().Add(-30 * 24 * time.Hour)
+	}
+	p, err := poller.New(poller.Config{
+		Events:        events,
+		DefaultEvents: isDefault,
+		Since:         from,
+		Logger:        logger,
+	}, client, sink)
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	return p, nil
+}
+
+func openStore(ctx context.Context, databaseURL string, migrate bool, logger *slog.Logger) (*store.Store, error) {
+	if migrate {
+		if err := store.MigrateUp(ctx, databaseURL); err != nil {
+			return nil, err
+		}
+		logger.Debug("migrations applied")
+	}
+	return store.Open(ctx, databaseURL)
+}
+
+func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c := newCommand("migrate", "usage: syncer migrate up | down [N] | version\n\nup applies every pending migration; down reverts the last N (default 1);\nversion prints the schema version.", stderr)
+	var databaseURL string
+	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
+	c.env("database-url", "DATABASE_URL")
+	if err := c.parse(args, getenv); err != nil {
+		return err
+	}
+	if databaseURL == "" {
+		return usageError("no database: set DATABASE_URL or --database-url")
+	}
+	rest := c.fs.Args()
+	valid := len(rest) == 1 && (rest[0] == "up" || rest[0] == "down" || rest[0] == "version") ||
+		len(rest) == 2 && rest[0] == "down"
+	if !valid {
+		return usageError("migrate: want up, down [N] or version")
+	}
+	m, err := store.NewMigrator(databaseURL)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	switch rest[0] {
+	case "up":
+		if err := m.Up(); err != nil {
+			return err
+		}
+	case "down":
+		steps := 1
+		if len(rest) == 2 {
+			if steps, err = strconv.Atoi(rest[1]); err != nil || steps < 1 {
+				return usageError("migrate down %q: want a number of steps, at least 1", rest[1])
+			}
+		}
+		if err := m.Down(steps); err != nil {
+			return err
+		}
+	}
+	v, dirty, err := m.Version()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "schema version %d", v)
+	if dirty {
+		fmt.Fprint(stdout, " (dirty: a migration failed half-way; fix it by hand, then force the version)")
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/syncer-audit/syncer/internal/store"
+)
+
+func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c := newCommand("status", "Where each cursor stands, the newest event stored and its age, and counts per\nVault event type. Reads only.", stderr)
+	var databaseURL string
+	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
+	c.env("database-url", "DATABASE_URL")
+	if err := c.parse(args, getenv); err != nil {
+		return err
+	}
+	if databaseURL == "" {
+		return usageError("no database: set DATABASE_URL or --database-url")
+	}
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	status, err := st.Status(ctx)
+	if err != nil {
+		return err
+	}
+	printStatus(stdout, status, time.Now())
+	printVaultCounts(stdout, status)
+	return nil
+}
+
+func printStatus(w io.Writer, st store.Status, now time.Time) {
+	if len(st.Cursors) == 0 {
+		fmt.Fprintln(w, "cursor:        none yet (the first sync starts from --since)")
+	}
+	for _, c := range st.Cursors {
+		fmt.Fprintf(w, "cursor:        %s = %s (moved %s ago; %d event types)\n",
+			c.Stream, orNone(c.AfterID), age(now, c.UpdatedAt), len(c.EventTypes))
+	}
+	if st.NewestID == "" {
+		fmt.Fprintln(w, "newest event:  none stored")
+	} else {
+		fmt.Fprintf(w, "newest event:  %s at %s (%s old)\n", st.NewestID, st.NewestAt.UTC().Format(time.RFC3339), age(now, st.NewestAt))
+	}
+	fmt.Fprintf(w, "archived:      %d events", st.Archived)
+	if st.Sanitized > 0 {
+		fmt.Fprintf(w, " (%d sanitized: text PostgreSQL cannot store was replaced; originals kept)", st.Sanitized)
+	}
+	fmt.Fprintln(w)
+	if len(st.Quarantine) > 0 {
+		var parts []string
+		for _, q := range st.Quarantine {
+			parts = append(parts, fmt.Sprintf("%d %s", q.N, q.Label))
+		}
+		fmt.Fprintf(w, "quarantined:   %s (see table event_quarantine)\n", strings.Join(parts, ", "))
+	} else {
+		fmt.Fprintln(w, "quarantined:   none")
+	}
+}
+
+func printVaultCounts(w io.Writer, st store.Status) {
+	fmt.Fprintln(w, "\nVault events by type:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	var total int64
+	for _, c := range st.VaultTypes {
+		fmt.Fprintf(tw, "  %s\t%d\t\n", c.Label, c.N)
+		total += c.N
+	}
+	fmt.Fprintf(tw, "  total\t%d\t\n", total)
+	tw.Flush()
+}
+
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// printReport is the demo's audit report: what was archived, by type, and
+// the newest lines of the access log.
+func printReport(ctx context.Context, w io.Writer, st *store.Store, rows int) error {
+	status, err := st.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "== archive: events by type ==")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range status.ByType {
+		fmt.Fprintf(tw, "  %s\t%d\n", c.Label, c.N)
+	}
+	fmt.Fprintf(tw, "  total\t%d\n", status.Archived)
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "== status ==")
+	printStatus(w, status, time.Now())
+	access, err := st.LatestAccess(ctx, rows)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n== vault_access_log: the newest %d rows ==\n", len(access))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "occurred_at\tevent_type\tactor (source)\tkv_name\tkeys\tkey_name")
+	for _, r := range access {
+		actor := "-"
+		if r.ActorID != nil {
+			actor = deref(r.ActorName) + " " + *r.ActorID + " (" + deref(r.ActorSource) + ")"
+		}
+		keys := strings.Join(r.KeyIDs, ",")
+		if len(r.KeyIDs) > 1 {
+			keys = fmt.Sprintf("%s (+%d more)", r.KeyIDs[0], len(r.KeyIDs)-1)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.OccurredAt.UTC().Format("2006-01-02 15:04:05.000"),
+			r.EventType, actor, orDash(deref(r.KVName)), orDash(keys), orDash(deref(r.KeyName)))
+	}
+	return tw.Flush()
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

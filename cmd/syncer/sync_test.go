@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncer-audit/syncer/internal/fakeapi"
+	"github.com/syncer-audit/syncer/internal/model"
+	"github.com/syncer-audit/syncer/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const fakeKey = "sk_test_e2e_secret_value"
+
+// world is a fake Events API and a fresh database, and the environment
+// that points syncer at them.
+type world struct {
+	t   *testing.T
+	api *fakeapi.Server
+	gen *fakeapi.Generator
+	evs []fakeapi.Event
+	db  string
+	env map[string]string
+}
+
+func newWorld(t *testing.T, n int) *world {
+	t.Helper()
+	gen := fakeapi.NewGenerator(fakeapi.GenConfig{Seed: 7, Start: time.Now().Add(-10 * 24 * time.Hour).Truncate(time.Millisecond), Step: time.Minute})
+	api := fakeapi.New(fakeapi.Config{APIKey: fakeKey, Generator: gen})
+	evs := gen.Take(n)
+	api.Append(evs...)
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	w := &world{t: t, api: api, gen: gen, evs: evs, db: pgtest.URL(t)}
+	w.env = map[string]string{
+		"DATABASE_URL":      w.db,
+		"WORKOS_API_KEY":    fakeKey,
+		"WORKOS_BASE_URL":   srv.URL,
+		"SYNCER_SINCE":      "30d",
+		"SYNCER_LOG_FORMAT": "json",
+	}
+	return w
+}
+
+// syncer runs the command line as main does and returns its output.
+func (w *world) syncer(args ...string) (stdout, stderr string, err error) {
+	return w.syncerCtx(context.Background(), args...)
+}
+
+func (w *world) syncerCtx(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	var out, errb bytes.Buffer
+	err = run(ctx, args, func(k string) string { return w.env[k] }, &out, &errb)
+	if strings.Contains(out.String()+errb.String(), fakeKey) || (err != nil && strings.Contains(err.Error(), fakeKey)) {
+		w.t.Errorf("the API key appears in the output of syncer %v", args)
+	}
+	return out.String(), errb.String(), err
+}
+
+func (w *world) count(sql string, args ...any) int {
+	w.t.Helper()
+	conn, err := pgx.Connect(context.Background(), w.db)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		w.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func vaultIn(evs []fakeapi.Event) int {
+	n := 0
+	for _, e := range evs {
+		if model.IsVaultType(e.Type) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSyncAllTypesEndToEnd(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 1234)
+	out, logs, err := w.syncer("sync", "--events", "all")
+	if err != nil {
+		t.Fatalf("sync: %v\n%s", err, logs)
+	}
+	if !strings.Contains(out, "caught up: 1234 events in 13 pages") {
+		t.Errorf("sync printed %q", out)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 1234 {
+		t.Errorf("archived %d events; want 1234", got)
+	}
+	vault := vaultIn(w.evs)
+	if got := w.count(`SELECT count(*) FROM vault_events`); got != vault || vault == 0 {
+		t.Errorf("vault_events has %d rows; the stream has %d Vault events", got, vault)
+	}
+	if got := w.count(`SELECT count(*) FROM event_quarantine`); got != 0 {
+		t.Errorf("%d events quarantined from a clean stream", got)
+	}
+	if got := w.count(`SELECT count(DISTINCT event_type) FROM vault_events`); got != 12 {
+		t.Errorf("vault_events covers %d types; want 12", got)
+	}
+	if got := w.count(`SELECT count(*) FROM vault_access_log WHERE cardinality(key_ids) > 1`); got == 0 {
+		t.Error("no multi-key vault.dek.read in the access log")
+	}
+	if got := w.count(`SELECT count(*) FROM sync_cursors WHERE after_id = $1`, w.evs[len(w.evs)-1].ID); got != 1 {
+		t.Error("the cursor is not the id of the last event")
+	}
+	// Every event is archived with the content the API served.
+	for _, i := range []int{0, 617, 1233} {
+		e := w.evs[i]
+		if got := w.count(`SELECT count(*) FROM workos_events WHERE id = $1 AND event_type = $2 AND created_at = $3`, e.ID, e.Type, e.CreatedAt); got != 1 {
+			t.Errorf("event %d (%s) not archived as served", i, e.ID)
+		}
+	}
+
+	// A second run adds nothing.
+	out, _, err = w.syncer("sync", "--events", "all")
+	if err != nil || !strings.Contains(out, "caught up: 0 events in 0 pages") {
+		t.Errorf("second sync: %q, %v", out, err)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 1234 {
+		t.Errorf("after a second run %d events; want 1234", got)
+	}
+
+	// Events that arrive later are picked up by the next run.
+	more := w.gen.Take(150)
+	w.api.Append(more...)
+	_, logs, err = w.syncer("sync", "--events", "all")
+	if err != nil {
+		t.Fatalf("third sync: %v\n%s", err, logs)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 1384 {
+		t.Errorf("after new events %d archived; want 1384", got)
+	}
+	if got := w.count(`SELECT count(*) FROM vault_events`); got != vault+vaultIn(more) {
+		t.Errorf("vault_events = %d; want %d", got, vault+vaultIn(more))
+	}
+
+	// One log line per page, none per event.
+	if n := strings.Count(logs, `"msg":"page written"`); n != 2 {
+		t.Errorf("third sync logged %d page lines for 150 events; want 2", n)
+	}
+}
+
+func TestSyncDefaultsToVaultTypes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 500)
+	if _, logs, err := w.syncer("sync"); err != nil {
+		t.Fatalf("sync: %v\n%s", err, logs)
+	}
+	vault := vaultIn(w.evs)
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != vault || vault == 500 {
+		t.Errorf("archived %d events; want only the %d Vault ones of 500", got, vault)
+	}
+	if got := w.count(`SELECT count(*) FROM vault_events`); got != vault {
+		t.Errorf("vault_events = %d; want %d", got, vault)
+	}
+}
+
+func TestSyncSurvivesRateLimitsAndServerErrors(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 450)
+	w.api.Inject(
+		fakeapi.Fault{Status: 429, RetryAfter: "1"},
+		fakeapi.Fault{Status: 503},
+		fakeapi.Fault{Status: 500},
+		fakeapi.Fault{Truncate: true},
+		fakeapi.Fault{Status: 502},
+		fakeapi.Fault{Reset: true},
+	)
+	if _, logs, err := w.syncer("sync", "--events", "all"); err != nil {
+		t.Fatalf("sync: %v\n%s", err, logs)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 450 {
+		t.Errorf("archived %d events; want 450", got)
+	}
+	if got := w.api.Stats().ByStatus[429]; got != 1 {
+		t.Errorf("the fake answered 429 %d times; want the injected once", got)
+	}
+}
+
+func TestSyncStopsOnABadKey(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 10)
+	w.env["WORKOS_API_KEY"] = "sk_test_wrong_key_value"
+	_, _, err := w.syncer("sync")
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "request id req_") {
+		t.Fatalf("err = %v; want the 401 with its request id", err)
+	}
+	if strings.Contains(err.Error(), "sk_test_wrong_key_value") {
+		t.Error("the error shows the API key")
+	}
+	if got := w.api.Stats().ByStatus[401]; got != 1 {
+		t.Errorf("%d requests answered 401; want 1: no retry", got)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 0 {
+		t.Errorf("%d events stored", got)
+	}
+}
+
+func TestSyncNamesARejectedType(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 10)
+	_, _, err := w.syncer("sync", "--events", "vault.data.read,vault.data.exploded,vault.dek.read")
+	var ec exitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != exitRejected {
+		t.Fatalf("err = %v; want exit code %d", err, exitRejected)
+	}
+	if !strings.Contains(err.Error(), "vault.data.exploded") || strings.Contains(err.Error(), "rejects event types in the filter: vault.data.read") {
+		t.Errorf("err = %v; want it to name vault.data.exploded only", err)
+	}
+}
+
+func TestRunDaemonPicksUpNewEventsAndStopsCleanly(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 300)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := w.syncerCtx(ctx, "run", "--events", "all", "--interval", "1s")
+		done <- err
+	}()
+	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 300 })
+	w.api.Append(w.gen.Take(40)...)
+	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 340 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after SIGTERM: %v; want nil (exit 0)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop after its context was cancelled")
+	}
+}
+
+// waitFor polls cond until it holds; the daemon runs in real time against
+// a real database, so there is no clock to advance instead.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 30s")
+		}
+		<-tick.C
+	}
+}
+
+func TestStatusAndMigrate(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 200)
+	if _, _, err := w.syncer("sync"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := w.syncer("status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := w.evs[len(w.evs)-1]
+	for _, want := range []string{"cursor:        events = " + lastVault(w.evs).ID, "vault.dek.read", "quarantined:   none", "total"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+	_ = last
+	out, _, err = w.syncer("migrate", "version")
+	if err != nil || !strings.HasPrefix(out, "schema version 1") {
+		t.Errorf("migrate version: %q, %v", out, err)
+	}
+	if out, _, err = w.syncer("migrate", "down"); err != nil || !strings.HasPrefix(out, "schema version 0") {
+		t.Errorf("migrate down: %q, %v", out, err)
+	}
+	if out, _, err = w.syncer("migrate", "up"); err != nil || !strings.HasPrefix(out, "schema version 1") {
+		t.Errorf("migrate up: %q, %v", out, err)
+	}
+}
+
+func lastVault(evs []fakeapi.Event) fakeapi.Event {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if model.IsVaultType(evs[i].Type) {
+			return evs[i]
+		}
+	}
+	return fakeapi.Event{}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"sync"}, map[string]string{"WORKOS_API_KEY": "k"}, "no database"},
+		{[]string{"sync"}, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x"}, "no API key"},
+		{[]string{"sync", "--since", "last tuesday"}, nil, "since"},
+		{[]string{"sync", "--events", ","}, nil, "no event type"},
+		{[]string{"run", "--interval", "1ms"}, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x", "WORKOS_API_KEY": "k"}, "--interval"},
+		{[]string{"sync"}, map[string]string{"SYNCER_SINCE": "soon"}, "SYNCER_SINCE"},
+		{[]string{"bogus"}, nil, "unknown command"},
+		{[]string{"migrate", "sideways"}, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x"}, "want up, down"},
+	} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &out, &errb)
+		var ec exitCoder
+		if !errors.As(err, &ec) || ec.ExitCode() != exitUsage || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("syncer %v: err %v; want a usage error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestHelpExplainsEverySettingAndHidesValues(t *testing.T) {
+	t.Parallel()
+	secret := "postgres://u:hunter2-password@db/x"
+	for _, cmd := range []string{"sync", "run", "status", "migrate", "demo", "fakeapi"} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), []string{cmd, "--help"}, func(k string) string {
+			if k == "DATABASE_URL" {
+				return secret
+			}
+			return ""
+		}, &out, &errb)
+		help := out.String() + errb.String()
+		if err != nil || !strings.Contains(help, "usage: syncer "+cmd) {
+			t.Errorf("%s --help: %v\n%s", cmd, err, help)
+		}
+		if strings.Contains(help, "hunter2") {
+			t.Errorf("%s --help shows the value of DATABASE_URL", cmd)
+		}
+		if cmd == "sync" {
+			for _, env := range []string{"DATABASE_URL", "WORKOS_API_KEY", "WORKOS_BASE_URL", "SYNCER_EVENTS", "SYNCER_SINCE", "SYNCER_NO_MIGRATE"} {
+				if !strings.Contains(help, env) {
+					t.Errorf("sync --help does not mention %s", env)
+				}
+			}
+		}
+	}
+}

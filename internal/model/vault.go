@@ -1,0 +1,211 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Actor is who performed a Vault operation. Source is "api" or "dashboard"
+// today and is kept as given: new sources must not break the audit trail.
+type Actor struct {
+	ID     string `json:"actor_id"`
+	Source string `json:"actor_source"`
+	Name   string `json:"actor_name"`
+}
+
+// KeyContext is the encryption context that selected a key, a flat JSON
+// object kept as received. Its values are strings by the documentation, but
+// one SDK types them as anything, so they are not checked.
+type KeyContext = json.RawMessage
+
+// The typed payloads, one per Vault event type. Fields follow the API; a
+// field absent from an event decodes as its zero value.
+type (
+	VaultDataCreatedPayload struct {
+		Actor
+		KVName     string     `json:"kv_name"`
+		KeyID      string     `json:"key_id"`
+		KeyContext KeyContext `json:"key_context"`
+	}
+	VaultDataUpdatedPayload VaultDataCreatedPayload
+	VaultDataReadPayload    struct {
+		Actor
+		KVName string `json:"kv_name"`
+		KeyID  string `json:"key_id"`
+	}
+	VaultDataDeletedPayload struct {
+		Actor
+		KVName string `json:"kv_name"`
+	}
+	VaultMetadataReadPayload VaultDataDeletedPayload
+	VaultNamesListedPayload  struct{ Actor }
+	VaultKEKCreatedPayload   struct {
+		Actor
+		KeyName string `json:"key_name"`
+		KeyID   string `json:"key_id"`
+	}
+	VaultKEKDeletedPayload VaultKEKCreatedPayload
+	VaultDEKReadPayload    struct {
+		Actor
+		KeyIDs     []string   `json:"key_ids"`
+		KeyContext KeyContext `json:"key_context"`
+	}
+	VaultDEKDecryptedPayload struct {
+		Actor
+		KeyID string `json:"key_id"`
+	}
+	VaultBYOKKeyVerificationCompletedPayload struct {
+		OrganizationID string `json:"organization_id"`
+		KeyProvider    string `json:"key_provider"`
+		Verified       *bool  `json:"verified"`
+	}
+	VaultBYOKKeyDeletedPayload struct {
+		OrganizationID string `json:"organization_id"`
+		KeyProvider    string `json:"key_provider"`
+	}
+)
+
+// VaultPayload is the typed payload of a Vault event.
+type VaultPayload interface {
+	// record projects the payload into its audit record, or says which
+	// field the audit trail needs and did not get.
+	record() (VaultRecord, error)
+}
+
+var vaultPayloads = map[string]func() VaultPayload{
+	VaultDataCreated:                  func() VaultPayload { return new(VaultDataCreatedPayload) },
+	VaultDataUpdated:                  func() VaultPayload { return new(VaultDataUpdatedPayload) },
+	VaultDataRead:                     func() VaultPayload { return new(VaultDataReadPayload) },
+	VaultDataDeleted:                  func() VaultPayload { return new(VaultDataDeletedPayload) },
+	VaultMetadataRead:                 func() VaultPayload { return new(VaultMetadataReadPayload) },
+	VaultNamesListed:                  func() VaultPayload { return new(VaultNamesListedPayload) },
+	VaultKEKCreated:                   func() VaultPayload { return new(VaultKEKCreatedPayload) },
+	VaultKEKDeleted:                   func() VaultPayload { return new(VaultKEKDeletedPayload) },
+	VaultDEKRead:                      func() VaultPayload { return new(VaultDEKReadPayload) },
+	VaultDEKDecrypted:                 func() VaultPayload { return new(VaultDEKDecryptedPayload) },
+	VaultBYOKKeyVerificationCompleted: func() VaultPayload { return new(VaultBYOKKeyVerificationCompletedPayload) },
+	VaultBYOKKeyDeleted:               func() VaultPayload { return new(VaultBYOKKeyDeletedPayload) },
+}
+
+// DecodeVault decodes the data of a Vault event into its typed payload. It
+// fails for a type that is not a Vault type, for data that is not an
+// object, and for a field of the wrong JSON type, naming the field.
+func DecodeVault(eventType string, data json.RawMessage) (VaultPayload, error) {
+	newPayload, ok := vaultPayloads[eventType]
+	if !ok {
+		return nil, fmt.Errorf("%q is not a Vault event type", eventType)
+	}
+	if len(data) == 0 || data[0] != '{' {
+		return nil, errors.New("data is not a JSON object")
+	}
+	p := newPayload()
+	if err := json.Unmarshal(data, p); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			field := strings.TrimPrefix(typeErr.Field, "Actor.")
+			return nil, fmt.Errorf("data.%s: want %s, got %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		}
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return p, nil
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "slice":
+		return "array"
+	case "ptr":
+		return "boolean"
+	case "struct", "map":
+		return "object"
+	}
+	return goKind
+}
+
+// need reports the first field of a (name, value) list that is empty.
+func need(fields ...string) error {
+	var missing []string
+	for i := 0; i+1 < len(fields); i += 2 {
+		if fields[i+1] == "" {
+			missing = append(missing, "data."+fields[i])
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// checkContext accepts an absent key_context and an object; anything else
+// is a payload the audit trail cannot describe.
+func checkContext(kc KeyContext) (KeyContext, error) {
+	kc = nonNull(kc)
+	if len(kc) > 0 && kc[0] != '{' {
+		return nil, errors.New("data.key_context: want object")
+	}
+	return kc, nil
+}
+
+func (p *VaultDataCreatedPayload) record() (VaultRecord, error) {
+	kc, err := checkContext(p.KeyContext)
+	return VaultRecord{Actor: p.Actor, KVName: p.KVName, KeyID: p.KeyID, KeyContext: kc},
+		errors.Join(need("actor_id", p.ID, "kv_name", p.KVName), err)
+}
+
+func (p *VaultDataUpdatedPayload) record() (VaultRecord, error) {
+	return (*VaultDataCreatedPayload)(p).record()
+}
+
+func (p *VaultDataReadPayload) record() (VaultRecord, error) {
+	return VaultRecord{Actor: p.Actor, KVName: p.KVName, KeyID: p.KeyID},
+		need("actor_id", p.ID, "kv_name", p.KVName)
+}
+
+func (p *VaultDataDeletedPayload) record() (VaultRecord, error) {
+	return VaultRecord{Actor: p.Actor, KVName: p.KVName}, need("actor_id", p.ID, "kv_name", p.KVName)
+}
+
+func (p *VaultMetadataReadPayload) record() (VaultRecord, error) {
+	return (*VaultDataDeletedPayload)(p).record()
+}
+
+func (p *VaultNamesListedPayload) record() (VaultRecord, error) {
+	return VaultRecord{Actor: p.Actor}, need("actor_id", p.ID)
+}
+
+func (p *VaultKEKCreatedPayload) record() (VaultRecord, error) {
+	err := need("actor_id", p.ID)
+	if err == nil && p.KeyID == "" && p.KeyName == "" {
+		err = errors.New("missing data.key_id and data.key_name")
+	}
+	return VaultRecord{Actor: p.Actor, KeyName: p.KeyName, KeyID: p.KeyID}, err
+}
+
+func (p *VaultKEKDeletedPayload) record() (VaultRecord, error) {
+	return (*VaultKEKCreatedPayload)(p).record()
+}
+
+func (p *VaultDEKReadPayload) record() (VaultRecord, error) {
+	kc, err := checkContext(p.KeyContext)
+	if len(p.KeyIDs) == 0 {
+		err = errors.Join(err, errors.New("missing data.key_ids"))
+	}
+	return VaultRecord{Actor: p.Actor, KeyIDs: p.KeyIDs, KeyContext: kc},
+		errors.Join(need("actor_id", p.ID), err)
+}
+
+func (p *VaultDEKDecryptedPayload) record() (VaultRecord, error) {
+	return VaultRecord{Actor: p.Actor, KeyID: p.KeyID}, need("actor_id", p.ID, "key_id", p.KeyID)
+}
+
+func (p *VaultBYOKKeyVerificationCompletedPayload) record() (VaultRecord, error) {
+	return VaultRecord{OrganizationID: p.OrganizationID, KeyProvider: p.KeyProvider, Verified: p.Verified},
+		need("organization_id", p.OrganizationID)
+}
+
+func (p *VaultBYOKKeyDeletedPayload) record() (VaultRecord, error) {
+	return VaultRecord{OrganizationID: p.OrganizationID, KeyProvider: p.KeyProvider},
+		need("organization_id", p.OrganizationID)
+}

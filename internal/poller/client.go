@@ -1,0 +1,343 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncer-audit/syncer/internal/model"
+)
+
+// ClientConfig configures the Events API client. Zero fields take the
+// defaults given.
+type ClientConfig struct {
+	BaseURL string // default https://api.workos.com
+	APIKey  string // required; sent only in the Authorization header
+	// HTTPClient defaults to one with TLS verification on, as always.
+	HTTPClient *http.Client
+	// RequestTimeout bounds one attempt, body included. Default 30s.
+	RequestTimeout time.Duration
+	// MaxAttempts bounds the attempts at one request, the first included.
+	// Default 8.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the jittered exponential wait
+	// between attempts. Defaults 500ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter caps how long a Retry-After answer is honoured.
+	// Default 5m.
+	MaxRetryAfter time.Duration
+	// MaxResponseBytes bounds a response body. Default 64 MiB.
+	MaxResponseBytes int64
+	// Sleep waits between attempts; tests replace it. Default: a timer
+	// that ctx cancels.
+	Sleep  func(ctx context.Context, d time.Duration) error
+	Logger *slog.Logger
+}
+
+func (c *ClientConfig) fill() error {
+	if c.BaseURL == "" {
+		c.BaseURL = "https://api.workos.com"
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("client config: BaseURL %q is not an http(s) URL", c.BaseURL)
+	}
+	if c.APIKey == "" {
+		return errors.New("client config: APIKey is empty (set WORKOS_API_KEY)")
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.RequestTimeout, 30*time.Second)
+	def(&c.MinBackoff, 500*time.Millisecond)
+	def(&c.MaxBackoff, 30*time.Second)
+	def(&c.MaxRetryAfter, 5*time.Minute)
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = 64 << 20
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Client calls GET /events, retrying what retrying can fix.
+type Client struct {
+	cfg      ClientConfig
+	endpoint string
+}
+
+// NewClient checks the configuration and returns a client.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/events"}, nil
+}
+
+// ListParams selects a page of events.
+type ListParams struct {
+	Events     []string
+	Limit      int
+	After      string
+	RangeStart time.Time // used when After is empty
+	RangeEnd   time.Time
+}
+
+func (p ListParams) query() string {
+	q := url.Values{}
+	q["events"] = p.Events // repeated keys: the form the official SDKs send
+	q.Set("limit", strconv.Itoa(p.Limit))
+	q.Set("order", "asc") // ignored by the live API today; correct if it ever is not
+	if p.After != "" {
+		q.Set("after", p.After)
+	} else if !p.RangeStart.IsZero() {
+		q.Set("range_start", p.RangeStart.UTC().Format(time.RFC3339Nano))
+	}
+	if !p.RangeEnd.IsZero() {
+		q.Set("range_end", p.RangeEnd.UTC().Format(time.RFC3339Nano))
+	}
+	return q.Encode()
+}
+
+// StatusError is an answer other than 200 from the API, with what WorkOS
+// said about it.
+type StatusError struct {
+	Status     int
+	Code       string
+	Message    string
+	RequestID  string
+	Errors     []FieldError
+	RetryAfter time.Duration // from the Retry-After header; 0 when absent
+}
+
+// FieldError is one entry of a 422 answer's "errors".
+type FieldError struct {
+	Field string `json:"field"`
+	Code  string `json:"code"`
+}
+
+func (e *StatusError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "workos api answered %d %s", e.Status, http.StatusText(e.Status))
+	if e.Code != "" {
+		fmt.Fprintf(&b, ", code %q", e.Code)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %q", e.Message)
+	}
+	for _, f := range e.Errors {
+		fmt.Fprintf(&b, " [%s: %s]", f.Field, f.Code)
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, " (request id %s)", e.RequestID)
+	}
+	return b.String()
+}
+
+// Retryable reports whether the same request may succeed later: rate
+// limits, timeouts and server errors. 4xx answers other than 408 and 429
+// will fail the same way for ever.
+func (e *StatusError) Retryable() bool {
+	switch e.Status {
+	case http.StatusTooManyRequests, http.StatusRequestTimeout,
+		http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// InvalidEvents reports whether the API rejected the type filter.
+func (e *StatusError) InvalidEvents() bool {
+	return e.Status == http.StatusBadRequest && e.Code == "invalid_events_request"
+}
+
+// transientError is a failure of one attempt that another may not have: a
+// network error, a cut or garbled body.
+type transientError struct {
+	requestID string
+	err       error
+}
+
+func (e *transientError) Error() string {
+	if e.requestID != "" {
+		return fmt.Sprintf("%v (request id %s)", e.err, e.requestID)
+	}
+	return e.err.Error()
+}
+
+func (e *transientError) Unwrap() error { return e.err }
+
+// Response is a page as the API returned it.
+type Response struct {
+	model.List
+	RequestID string
+	Attempts  int
+}
+
+// List fetches one page, retrying rate limits, server errors, network
+// errors and cut or garbled bodies with capped, jittered exponential
+// backoff, honouring Retry-After. It returns a *StatusError for answers
+// that retrying cannot fix, and the last error once MaxAttempts is spent.
+func (c *Client) List(ctx context.Context, p ListParams) (Response, error) {
+	query := p.query()
+	var last error
+	for attempt := 1; ; attempt++ {
+		resp, err := c.attempt(ctx, query)
+		if err == nil {
+			resp.Attempts = attempt
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return Response{}, ctx.Err()
+		}
+		last = err
+		var se *StatusError
+		var te *transientError
+		if errors.As(err, &se) && !se.Retryable() || se == nil && !errors.As(err, &te) {
+			return Response{}, err
+		}
+		if attempt >= c.cfg.MaxAttempts {
+			return Response{}, fmt.Errorf("giving up after %d attempts: %w", attempt, last)
+		}
+		wait := c.backoff(attempt)
+		if se != nil && se.RetryAfter > 0 {
+			wait = max(wait, min(se.RetryAfter, c.cfg.MaxRetryAfter))
+		}
+		c.cfg.Logger.Warn("retrying events request", "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+		if err := c.cfg.Sleep(ctx, wait); err != nil {
+			return Response{}, err
+		}
+	}
+}
+
+// backoff is "full jitter" over a doubling ceiling: uniform in
+// [MinBackoff, min(MaxBackoff, MinBackoff*2^(attempt-1))].
+func (c *Client) backoff(attempt int) time.Duration {
+	ceiling := c.cfg.MaxBackoff
+	if attempt < 32 {
+		ceiling = min(ceiling, c.cfg.MinBackoff<<(attempt-1))
+	}
+	spread := ceiling - c.cfg.MinBackoff
+	if spread <= 0 {
+		return c.cfg.MinBackoff
+	}
+	return c.cfg.MinBackoff + rand.N(spread)
+}
+
+func (c *Client) attempt(ctx context.Context, query string) (Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint+"?"+query, nil)
+	if err != nil {
+		return Response{}, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "syncer")
+	res, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return Response{}, &transientError{err: err}
+	}
+	defer res.Body.Close()
+	requestID := res.Header.Get("X-Request-ID")
+	body, err := io.ReadAll(io.LimitReader(res.Body, c.cfg.MaxResponseBytes+1))
+	if err != nil {
+		return Response{}, &transientError{requestID: requestID, err: fmt.Errorf("read response: %w", err)}
+	}
+	if int64(len(body)) > c.cfg.MaxResponseBytes {
+		return Response{}, fmt.Errorf("response is over %d bytes, the configured limit (request id %s)", c.cfg.MaxResponseBytes, requestID)
+	}
+	if res.StatusCode != http.StatusOK {
+		return Response{}, statusError(res, body, requestID)
+	}
+	list, err := model.DecodeList(body)
+	if err != nil {
+		return Response{}, &transientError{requestID: requestID, err: err}
+	}
+	return Response{List: list, RequestID: requestID}, nil
+}
+
+func statusError(res *http.Response, body []byte, requestID string) *StatusError {
+	se := &StatusError{Status: res.StatusCode, RequestID: requestID}
+	var payload struct {
+		Message string       `json:"message"`
+		Code    string       `json:"code"`
+		Errors  []FieldError `json:"errors"`
+	}
+	if json.Unmarshal(body, &payload) == nil {
+		se.Message, se.Code, se.Errors = clip(payload.Message), clip(payload.Code), payload.Errors
+		if len(se.Errors) > 10 {
+			se.Errors = se.Errors[:10]
+		}
+	}
+	se.RetryAfter = parseRetryAfter(res.Header.Get("Retry-After"), time.Now())
+	return se
+}
+
+// clip keeps an error message readable whatever the server sends.
+func clip(s string) string {
+	const limit = 300
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > limit {
+		cut := limit
+		for cut > 0 && s[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or
+// unreadable.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if secs <= 0 || secs > 86400 {
+			return 0
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Status is what an operator asks first: where each stream stands, how
+// fresh the archive is, and what it holds.
+type Status struct {
+	Cursors []CursorStatus
+	// Newest is the newest archived event; zero ID when the archive is
+	// empty.
+	NewestID   string
+	NewestAt   time.Time
+	Archived   int64
+	Quarantine []Count // by kind
+	Sanitized  int64
+	VaultTypes []Count // vault_events by event type
+	ByType     []Count // workos_events by event type
+}
+
+// CursorStatus is one row of sync_cursors.
+type CursorStatus struct {
+	Stream     string
+	AfterID    string
+	EventTypes []string
+	UpdatedAt  time.Time
+}
+
+// Count is a labelled number.
+type Count struct {
+	Label string
+	N     int64
+}
+
+// Status reads the state of the archive.
+func (s *Store) Status(ctx context.Context) (Status, error) {
+	var st Status
+	rows, err := s.pool.Query(ctx, `SELECT stream, coalesce(after_id, ''), event_types, updated_at FROM sync_cursors ORDER BY stream`)
+	if err != nil {
+		return st, fmt.Errorf("status: cursors: %w", err)
+	}
+	st.Cursors, err = pgx.CollectRows(rows, pgx.RowToStructByPos[CursorStatus])
+	if err != nil {
+		return st, fmt.Errorf("status: cursors: %w", err)
+	}
+	err = s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE sanitized) FROM workos_events`).Scan(&st.Archived, &st.Sanitized)
+	if err != nil {
+		return st, fmt.Errorf("status: archive: %w", err)
+	}
+	// The newest by id is the newest the cursor has passed.
+	var newestAt *time.Time
+	err = s.pool.QueryRow(ctx, `SELECT id, created_at FROM workos_events ORDER BY id DESC LIMIT 1`).Scan(&st.NewestID, &newestAt)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return st, fmt.Errorf("status: newest event: %w", err)
+	}
+	if newestAt != nil {
+		st.NewestAt = *newestAt
+	}
+	for _, q := range []struct {
+		dst *[]Count
+		sql string
+	}{
+		{&st.VaultTypes, `SELECT event_type, count(*) FROM vault_events GROUP BY 1 ORDER BY 1`},
+		{&st.ByType, `SELECT coalesce(event_type, '(none)'), count(*) FROM workos_events GROUP BY 1 ORDER BY 1`},
+		{&st.Quarantine, `SELECT kind, count(*) FROM event_quarantine GROUP BY 1 ORDER BY 1`},
+	} {
+		rows, err := s.pool.Query(ctx, q.sql)
+		if err != nil {
+			return st, fmt.Errorf("status: %w", err)
+		}
+		*q.dst, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Count])
+		if err != nil {
+			return st, fmt.Errorf("status: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// AccessRow is one row of the vault_access_log view.
+type AccessRow struct {
+	OccurredAt  time.Time
+	EventID     string
+	EventType   string
+	ActorID     *string
+	ActorSource *string
+	ActorName   *string
+	KVName      *string
+	KeyIDs      []string
+	KeyName     *string
+	KeyContext  json.RawMessage
+}
+
+// LatestAccess returns the newest n rows of vault_access_log, newest last.
+func (s *Store) LatestAccess(ctx context.Context, n int) ([]AccessRow, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT * FROM (
+			SELECT occurred_at, event_id, event_type, actor_id, actor_source, actor_name,
+			       kv_name, key_ids, key_name, key_context
+			FROM vault_access_log ORDER BY occurred_at DESC, event_id DESC LIMIT $1
+		) newest ORDER BY occurred_at, event_id`, n)
+	if err != nil {
+		return nil, fmt.Errorf("latest access: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[AccessRow])
+	if err != nil {
+		return nil, fmt.Errorf("latest access: %w", err)
+	}
+	return out, nil
+}
