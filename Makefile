@@ -6,10 +6,12 @@ GO ?= go
 # Run the main job on a throwaway PostgreSQL and the fake Events API (or on
 # DATABASE_URL and WORKOS_API_KEY when set), then print an audit report.
 demo:
+	@[ -n "$$DATABASE_URL" ] || scripts/ensure-postgres
 	$(GO) run ./cmd/syncer demo
 
 # Every test, against a real PostgreSQL that the tests start themselves.
 test:
+	@[ -n "$$SYNCER_TEST_DATABASE_URL" ] || scripts/ensure-postgres
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 

@@ -175,7 +175,7 @@ func TestLimit(t *testing.T) {
 
 func TestPaginationCoversStreamOnce(t *testing.T) {
 	t.Parallel()
-	evs := NewGenerator(GenConfig{Seed: 5, Step: 3 * time.Millisecond}).Take(3000)
+	evs := NewGenerator(GenConfig{Seed: 5, Step: 3 * time.Millisecond}).Take(2000)
 	s := New(Config{APIKey: testKey})
 	s.Append(evs...)
 	tests := []struct {
