@@ -12,6 +12,7 @@ demo:
 # Every test, against a real PostgreSQL that the tests start themselves.
 test:
 	@[ -n "$$SYNCER_TEST_DATABASE_URL" ] || scripts/ensure-postgres
+	@[ -d test/emulator/node_modules/workos ] || npm ci --prefix test/emulator --no-audit --no-fund
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 

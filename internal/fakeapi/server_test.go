@@ -1,6 +1,7 @@
 package fakeapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -366,13 +367,21 @@ func TestOrganizationFilter(t *testing.T) {
 		{"user-level events drop out", "events=user.created&organization_id=" + org, nil},
 		{"unknown organization", allKnownQuery() + "&organization_id=org_unknown", nil},
 	}
+	// The same events appended as plain JSON (as POST /_fake/events does)
+	// must be tied to the same organizations.
+	parsed := New(Config{APIKey: testKey})
+	for _, ev := range evs {
+		parsed.Append(Event{JSON: bytes.Clone(ev.JSON)})
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := pageAll(t, s, tt.query+"&limit=50")
-			if !slices.Equal(got, tt.want) {
-				t.Fatalf("got %d events, want %d", len(got), len(tt.want))
-			}
-		})
+		for name, srv := range map[string]*Server{"generated": s, "parsed": parsed} {
+			t.Run(tt.name+", "+name, func(t *testing.T) {
+				got := pageAll(t, srv, tt.query+"&limit=50")
+				if !slices.Equal(got, tt.want) {
+					t.Fatalf("got %d events, want %d", len(got), len(tt.want))
+				}
+			})
+		}
 	}
 }
 
