@@ -42,17 +42,22 @@ type command struct {
 	fs      *flag.FlagSet
 	summary string
 	envs    map[string]string // flag name -> environment variable
+	stdout  io.Writer
 }
 
-func newCommand(name, summary string, stderr io.Writer) *command {
-	c := &command{fs: flag.NewFlagSet(name, flag.ContinueOnError), summary: summary, envs: map[string]string{}}
-	c.fs.SetOutput(stderr)
-	c.fs.Usage = func() { c.usage(stderr) }
+// newCommand makes a command whose --help goes to stdout; a wrong flag is
+// an error that run's caller prints.
+func newCommand(name, summary string, stdout io.Writer) *command {
+	c := &command{fs: flag.NewFlagSet(name, flag.ContinueOnError), summary: summary, envs: map[string]string{}, stdout: stdout}
+	c.fs.SetOutput(io.Discard)
 	return c
 }
 
 func (c *command) usage(w io.Writer) {
-	fmt.Fprintf(w, "usage: syncer %s [flags]\n\n%s\n", c.fs.Name(), c.summary)
+	if !strings.HasPrefix(c.summary, "usage:") {
+		fmt.Fprintf(w, "usage: syncer %s [flags]\n\n", c.fs.Name())
+	}
+	fmt.Fprintln(w, c.summary)
 	if !hasFlags(c.fs) {
 		return
 	}
@@ -68,7 +73,7 @@ func (c *command) usage(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 		fmt.Fprintf(w, "        %s", strings.ReplaceAll(help, "\n", "\n        "))
-		if f.DefValue != "" && f.DefValue != "false" {
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
@@ -90,9 +95,10 @@ func (c *command) env(name, env string) { c.envs[name] = env }
 func (c *command) parse(args []string, getenv func(string) string) error {
 	if err := c.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			c.usage(c.stdout)
 			return err
 		}
-		return &codedError{code: exitUsage, err: err}
+		return usageError("%v (see syncer %s --help)", err, c.fs.Name())
 	}
 	given := map[string]bool{}
 	c.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -151,7 +157,7 @@ type since struct{ t time.Time }
 
 func (s *since) String() string {
 	if s == nil || s.t.IsZero() {
-		return "30 days ago"
+		return ""
 	}
 	return s.t.Format(time.RFC3339)
 }
@@ -189,18 +195,26 @@ func (s *since) Set(v string) error {
 // logSettings are the flags every long-running command has.
 type logSettings struct {
 	format string
-	level  slog.Level
+	level  logLevel
+}
+
+// logLevel is a slog.Level that prints in lower case, as it is written.
+type logLevel struct{ slog.Level }
+
+func (l *logLevel) String() string { return strings.ToLower(l.Level.String()) }
+func (l *logLevel) Set(v string) error {
+	return l.UnmarshalText([]byte(v))
 }
 
 func (l *logSettings) register(c *command) {
 	c.fs.StringVar(&l.format, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	c.env("log-format", "SYNCER_LOG_FORMAT")
-	c.fs.TextVar(&l.level, "log-level", slog.LevelInfo, "least severe level logged: debug, info, warn, error")
+	c.fs.Var(&l.level, "log-level", "least severe level logged: debug, info, warn, error")
 	c.env("log-level", "SYNCER_LOG_LEVEL")
 }
 
 func (l *logSettings) logger(stderr io.Writer) (*slog.Logger, error) {
-	opts := &slog.HandlerOptions{Level: l.level}
+	opts := &slog.HandlerOptions{Level: l.level.Level}
 	switch l.format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(stderr, opts)), nil

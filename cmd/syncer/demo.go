@@ -28,7 +28,7 @@ Vault and other events. With both set, it syncs the real API into the real
 database, exactly as "syncer sync" does, then prints the same report.` + "\n" + apiKeyHelp
 
 func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	c := newCommand("demo", demoSummary, stderr)
+	c := newCommand("demo", demoSummary, stdout)
 	var s syncSettings
 	s.register(c, false)
 	var (
@@ -51,7 +51,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	levelGiven := getenv("SYNCER_LOG_LEVEL") != ""
 	c.fs.Visit(func(f *flag.Flag) { levelGiven = levelGiven || f.Name == "log-level" })
 	if !levelGiven {
-		s.log.level = slog.LevelWarn // the report says what happened
+		s.log.level.Level = slog.LevelWarn // the report says what happened
 	}
 	logger, err := s.log.logger(stderr)
 	if err != nil {
@@ -60,6 +60,13 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 
 	if s.databaseURL == "" {
 		cluster, err := devpg.Start(ctx, devpg.Options{Dir: pgDir, Logger: logger})
+		if errors.Is(err, devpg.ErrUnreachable) {
+			// As root the server runs as "postgres", which cannot reach a
+			// checkout under a private directory; a temporary one it can.
+			fmt.Fprintf(stdout, "note: %v\nnote: using a temporary data directory instead\n", err)
+			pgDir = "(temporary)"
+			cluster, err = devpg.Start(ctx, devpg.Options{Logger: logger})
+		}
 		if err != nil {
 			return fmt.Errorf("start a throwaway PostgreSQL: %w", err)
 		}
@@ -76,13 +83,13 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	apiKey := getenv("WORKOS_API_KEY")
 	if apiKey == "" {
 		apiKey = "sk_test_demo_" + randomHex(8)
-		url, stop, err := serveFake(ctx, apiKey, n, logger)
+		url, vault, stop, err := serveFake(ctx, apiKey, n, logger)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		s.baseURL = url
-		fmt.Fprintf(stdout, "events api: fake WorkOS Events API at %s serving %d generated events\n", url, n)
+		fmt.Fprintf(stdout, "events api: fake WorkOS Events API at %s serving %d generated events, %d of them Vault events\n", url, n, vault)
 	} else {
 		fmt.Fprintf(stdout, "events api: %s (WORKOS_API_KEY)\n", s.baseURL)
 	}
@@ -111,18 +118,19 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 
 // serveFake starts the fake API on a loopback port with n generated events
 // spread over the last 20 days.
-func serveFake(ctx context.Context, apiKey string, n int, logger *slog.Logger) (url string, stop func(), err error) {
+func serveFake(ctx context.Context, apiKey string, n int, logger *slog.Logger) (url string, vault int, stop func(), err error) {
 	step := 20 * 24 * time.Hour / time.Duration(n)
 	gen := fakeapi.NewGenerator(fakeapi.GenConfig{Seed: 1, Start: time.Now().Add(-20 * 24 * time.Hour).Truncate(time.Second), Step: step})
 	srv := fakeapi.New(fakeapi.Config{APIKey: apiKey, Generator: gen, Logger: logger})
-	srv.Append(gen.Take(n)...)
+	evs := gen.Take(n)
+	srv.Append(evs...)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, fmt.Errorf("serve the fake API: %w", err)
+		return "", 0, nil, fmt.Errorf("serve the fake API: %w", err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
-	return "http://" + ln.Addr().String(), func() {
+	return "http://" + ln.Addr().String(), fakeapi.VaultCount(evs), func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		hs.Shutdown(sctx) //nolint:errcheck
@@ -150,4 +158,24 @@ func randomHex(n int) string {
 		panic(errors.New("crypto/rand failed: " + err.Error()))
 	}
 	return hex.EncodeToString(b)
+}
+
+func cmdDevDB(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c := newCommand("devdb", `Start a throwaway PostgreSQL from the installed server binaries (or Docker),
+print its DATABASE_URL, and keep it running until Ctrl-C or SIGTERM. For trying
+"syncer sync" against "syncer fakeapi" without a database of your own.`, stdout)
+	var dir string
+	c.fs.StringVar(&dir, "pg-dir", "", "data directory to keep between runs (default: a temporary one, removed at exit)")
+	if err := c.parse(args, getenv); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cluster, err := devpg.Start(ctx, devpg.Options{Dir: dir, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("start a throwaway PostgreSQL: %w", err)
+	}
+	defer cluster.Stop()
+	fmt.Fprintf(stdout, "DATABASE_URL=%s\n", cluster.URL("postgres"))
+	<-ctx.Done()
+	return nil
 }

@@ -18,7 +18,7 @@ a generated stream, so that a real syncer can be pointed at it:
   WORKOS_BASE_URL=http://127.0.0.1:8080 WORKOS_API_KEY=sk_test_fake syncer sync
 
 Control routes: POST /_fake/events?n=N appends N generated events,
-POST /_fake/faults queues faults (JSON array), GET /_fake/stats.`, stderr)
+POST /_fake/faults queues faults (JSON array), GET /_fake/stats.`, stdout)
 	var (
 		listen, key   string
 		n             int
@@ -30,9 +30,9 @@ POST /_fake/faults queues faults (JSON array), GET /_fake/stats.`, stderr)
 	c.fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve on")
 	c.fs.StringVar(&key, "api-key", "sk_test_fake", "the API key the fake accepts (a made-up one)")
 	c.env("api-key", "FAKEAPI_KEY")
-	c.fs.IntVar(&n, "events", 10000, "events generated at start")
+	c.fs.IntVar(&n, "count", 10000, "events generated at start")
 	c.fs.Int64Var(&seed, "seed", 1, "seed of the generated stream")
-	c.fs.Var(&from, "since", "created_at of the first generated event (default 20 days ago)")
+	c.fs.Var(&from, "since", "created_at of the first generated event: a time, a date or an age (default 20d)")
 	c.fs.DurationVar(&rate, "append-every", 0, "append one new event this often (0: never)")
 	c.fs.DurationVar(&latency, "latency", 0, "delay added to every /events answer")
 	logs.register(c)
@@ -40,7 +40,7 @@ POST /_fake/faults queues faults (JSON array), GET /_fake/stats.`, stderr)
 		return err
 	}
 	if n < 0 {
-		return usageError("--events %d: want 0 or more", n)
+		return usageError("--count %d: want 0 or more", n)
 	}
 	logger, err := logs.logger(stderr)
 	if err != nil {

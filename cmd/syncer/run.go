@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -27,6 +28,11 @@ commands:
   migrate   up | down [N] | version: manage the database schema
   demo      try it: a throwaway database and a fake API, then an audit report
   fakeapi   serve the fake Events API (for demos, tests and benchmarks)
+  devdb     start a throwaway PostgreSQL and print its URL, until Ctrl-C
+  version   print the version
+
+Exit codes: 0 done (or stopped by a signal after committing), 1 failed,
+2 a setting is wrong, 3 the API rejects event types you asked for.
 
 "syncer <command> --help" explains every setting of a command.
 `
@@ -51,7 +57,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdDemo(ctx, args[1:], getenv, stdout, stderr)
 	case "fakeapi":
 		err = cmdFakeAPI(ctx, args[1:], getenv, stdout, stderr)
+	case "devdb":
+		err = cmdDevDB(ctx, args[1:], getenv, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "syncer", version())
+		return nil
 	case "help", "-h", "--help", "-help":
+		if len(args) > 1 && args[1] != "help" {
+			return run(ctx, []string{args[1], "--help"}, getenv, stdout, stderr)
+		}
 		fmt.Fprint(stdout, topUsage)
 		return nil
 	default:
@@ -81,9 +95,9 @@ func (s *syncSettings) register(c *command, daemon bool) {
 	c.env("database-url", "DATABASE_URL")
 	c.fs.StringVar(&s.baseURL, "base-url", "https://api.workos.com", "WorkOS API base URL")
 	c.env("base-url", "WORKOS_BASE_URL")
-	c.fs.Var(&s.events, "events", "event types to fetch, a comma list; \"all\" for every type this binary knows")
+	c.fs.Var(&s.events, "events", "event types to fetch, a comma list; \"all\" for every type this binary knows\n(default: the 12 Vault types)")
 	c.env("events", "SYNCER_EVENTS")
-	c.fs.Var(&s.since, "since", "where the first run starts, when there is no cursor yet:\nan RFC 3339 time, a date or an age (72h, 30d)")
+	c.fs.Var(&s.since, "since", "where the first run starts, when there is no cursor yet:\nan RFC 3339 time, a date or an age such as 72h (default 30d)")
 	c.env("since", "SYNCER_SINCE")
 	c.fs.BoolVar(&s.noMigrate, "no-migrate", false, "do not apply pending database migrations at start")
 	c.env("no-migrate", "SYNCER_NO_MIGRATE")
@@ -105,7 +119,7 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 	if daemon {
 		name, summary = "run", "Run as a daemon: sync, then again every --interval, until SIGINT or SIGTERM,\nwhich finish the page being written and exit 0."
 	}
-	c := newCommand(name, summary+"\n"+apiKeyHelp, stderr)
+	c := newCommand(name, summary+"\n"+apiKeyHelp, stdout)
 	var s syncSettings
 	s.register(c, daemon)
 	if err := c.parse(args, getenv); err != nil {
@@ -135,8 +149,12 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if daemon {
-		logger.Info("syncer running", "interval", s.interval, "events", len(s.events.types))
-		return exitCodeFor(p.Run(ctx, s.interval, nil))
+		logger.Info("syncer running", "interval", s.interval.String(), "events", s.events.String())
+		err := p.Run(ctx, s.interval, nil)
+		if err == nil {
+			logger.Info("stopped by signal; every page written is committed")
+		}
+		return exitCodeFor(err)
 	}
 	res, err := p.Sync(ctx)
 	if err != nil {
@@ -196,27 +214,26 @@ func openStore(ctx context.Context, databaseURL string, migrate bool, logger *sl
 		if err := store.MigrateUp(ctx, databaseURL); err != nil {
 			return nil, err
 		}
-		logger.Debug("migrations applied")
 	}
 	return store.Open(ctx, databaseURL)
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	c := newCommand("migrate", "usage: syncer migrate up | down [N] | version\n\nup applies every pending migration; down reverts the last N (default 1);\nversion prints the schema version.", stderr)
+	c := newCommand("migrate", "usage: syncer migrate up | down [N] | version\n\nup applies every pending migration; down reverts the last N (default 1);\nversion prints the schema version.", stdout)
 	var databaseURL string
 	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
 	c.env("database-url", "DATABASE_URL")
 	if err := c.parse(args, getenv); err != nil {
 		return err
 	}
-	if databaseURL == "" {
-		return usageError("no database: set DATABASE_URL or --database-url")
-	}
 	rest := c.fs.Args()
 	valid := len(rest) == 1 && (rest[0] == "up" || rest[0] == "down" || rest[0] == "version") ||
 		len(rest) == 2 && rest[0] == "down"
 	if !valid {
 		return usageError("migrate: want up, down [N] or version")
+	}
+	if databaseURL == "" {
+		return usageError("no database: set DATABASE_URL or --database-url")
 	}
 	m, err := store.NewMigrator(databaseURL)
 	if err != nil {
@@ -249,6 +266,22 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// version is the module version the binary was built from, with the VCS
+// revision when the build recorded one.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+	}
+	return v
 }
 
 func orNone(s string) string {

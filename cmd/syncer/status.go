@@ -12,7 +12,7 @@ import (
 )
 
 func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	c := newCommand("status", "Where each cursor stands, the newest event stored and its age, and counts per\nVault event type. Reads only.", stderr)
+	c := newCommand("status", "Where each cursor stands, the newest event stored and its age, and counts per\nVault event type. Reads only.", stdout)
 	var databaseURL string
 	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
 	c.env("database-url", "DATABASE_URL")
@@ -47,7 +47,11 @@ func printStatus(w io.Writer, st store.Status, now time.Time) {
 	if st.NewestID == "" {
 		fmt.Fprintln(w, "newest event:  none stored")
 	} else {
-		fmt.Fprintf(w, "newest event:  %s at %s (%s old)\n", st.NewestID, st.NewestAt.UTC().Format(time.RFC3339), age(now, st.NewestAt))
+		when := age(now, st.NewestAt) + " old"
+		if st.NewestAt.After(now.Add(time.Minute)) {
+			when = "in the future: check the clocks"
+		}
+		fmt.Fprintf(w, "newest event:  %s at %s (%s)\n", st.NewestID, st.NewestAt.UTC().Format(time.RFC3339), when)
 	}
 	fmt.Fprintf(w, "archived:      %d events", st.Archived)
 	if st.Sanitized > 0 {
@@ -67,13 +71,13 @@ func printStatus(w io.Writer, st store.Status, now time.Time) {
 
 func printVaultCounts(w io.Writer, st store.Status) {
 	fmt.Fprintln(w, "\nVault events by type:")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	var total int64
 	for _, c := range st.VaultTypes {
-		fmt.Fprintf(tw, "  %s\t%d\t\n", c.Label, c.N)
+		fmt.Fprintf(tw, "  %s\t%d\n", c.Label, c.N)
 		total += c.N
 	}
-	fmt.Fprintf(tw, "  total\t%d\t\n", total)
+	fmt.Fprintf(tw, "  total\t%d\n", total)
 	tw.Flush()
 }
 

@@ -113,6 +113,9 @@ func startLocal(ctx context.Context, opts Options, binDir string, logger *slog.L
 
 // prepareDataDir makes sure dir exists and that the server user can use it.
 func prepareDataDir(dir string, su *serverUser) error {
+	if err := su.checkTraversable(dir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Parents readable by all, the data dir private, as initdb wants.
@@ -129,9 +132,6 @@ func prepareDataDir(dir string, su *serverUser) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("data dir %s is not a directory", dir)
-	}
-	if err := su.checkTraversable(dir); err != nil {
-		return fmt.Errorf("data dir: %w", err)
 	}
 	if su.owns(fi) {
 		return nil

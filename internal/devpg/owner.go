@@ -115,6 +115,10 @@ func (u *serverUser) owns(fi fs.FileInfo) bool {
 	return ok && int(st.Uid) == u.uid
 }
 
+// ErrUnreachable is wrapped by Start's error when the data directory lies
+// behind a directory that the server user may not enter.
+var ErrUnreachable = errors.New("data directory unreachable by the server user")
+
 // checkTraversable reports the first directory on the way to path (path
 // excluded) that the server user may not enter: root's home, a 0700 temp
 // dir and the like, where the server would fail with a bare "permission
@@ -129,13 +133,14 @@ func (u *serverUser) checkTraversable(path string) error {
 	}
 	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// not made yet: it will be, open to all
+		} else if err != nil {
 			return err
-		}
-		if !u.canEnter(fi) {
-			return fmt.Errorf("%s is not reachable by user %s, who runs the server because we are root: "+
-				"%s (mode %v) does not let it through; choose a directory under %s, or chmod o+x %s",
-				path, u.name, dir, fi.Mode().Perm(), os.TempDir(), dir)
+		} else if !u.canEnter(fi) {
+			return fmt.Errorf("%w: %s is not reachable by user %s, who runs the server because we are root: "+
+				"%s (mode %v) does not let it through; choose a data directory elsewhere, or chmod o+x %s",
+				ErrUnreachable, path, u.name, dir, fi.Mode(), dir)
 		}
 		if dir == filepath.Dir(dir) {
 			return nil

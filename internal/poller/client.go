@@ -258,6 +258,12 @@ func (c *Client) attempt(ctx context.Context, query string) (Response, error) {
 	req.Header.Set("User-Agent", "syncer")
 	res, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
+		// The URL with its dozen events= keys says nothing the caller
+		// does not know; keep the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("GET %s: %w", req.URL.Path, ue.Err)
+		}
 		return Response{}, &transientError{err: err}
 	}
 	defer res.Body.Close()
