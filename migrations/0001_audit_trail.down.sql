@@ -1,4 +1,5 @@
 DROP VIEW IF EXISTS vault_access_log;
+DROP TABLE IF EXISTS sync_gaps;
 DROP TABLE IF EXISTS sync_cursors;
 DROP TABLE IF EXISTS event_quarantine;
 DROP TABLE IF EXISTS vault_event_keys;

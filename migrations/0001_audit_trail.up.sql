@@ -64,15 +64,33 @@ CREATE TABLE event_quarantine (
 CREATE INDEX event_quarantine_event_id ON event_quarantine (event_id);
 
 -- Where each stream stopped: the id of the last event written, moved in the
--- same transaction as the rows.
+-- same transaction as the rows. The main stream is "events"; a backfill
+-- stream covers [range_start, range_end] for types added to the filter.
 CREATE TABLE sync_cursors (
-    stream      text PRIMARY KEY,
-    after_id    text,
-    event_types text[] NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    stream           text PRIMARY KEY,
+    after_id         text,
+    after_created_at timestamptz,
+    event_types      text[] NOT NULL,
+    range_start      timestamptz,
+    range_end        timestamptz,
+    done             boolean NOT NULL DEFAULT false,
+    updated_at       timestamptz NOT NULL DEFAULT now()
 );
 
--- The audit trail as a person reads it.
+-- Periods whose events may be lost: the cursor, or --since, was older than
+-- the API's retention window when the syncer asked.
+CREATE TABLE sync_gaps (
+    id          bigserial PRIMARY KEY,
+    stream      text NOT NULL,
+    gap_from    timestamptz NOT NULL,
+    gap_to      timestamptz NOT NULL,
+    reason      text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The audit trail as a person reads it; ORDER BY occurred_at to read it in
+-- time order (the view itself is unordered, so that filters and LIMIT stay
+-- cheap).
 CREATE VIEW vault_access_log AS
 SELECT v.occurred_at,
        v.event_id,
@@ -83,11 +101,13 @@ SELECT v.occurred_at,
        v.kv_name,
        coalesce(k.key_ids, '{}') AS key_ids,
        v.key_name,
-       v.key_context
+       v.key_context,
+       v.organization_id,
+       v.key_provider,
+       v.verified
 FROM vault_events v
 LEFT JOIN LATERAL (
     SELECT array_agg(key_id ORDER BY key_id) AS key_ids
     FROM vault_event_keys
     WHERE event_id = v.event_id
-) k ON true
-ORDER BY v.occurred_at, v.event_id;
+) k ON true;

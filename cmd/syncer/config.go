@@ -118,12 +118,16 @@ func (c *command) parse(args []string, getenv func(string) string) error {
 // eventList is the --events setting: a comma list, or "all".
 type eventList struct {
 	types    []string
-	explicit bool
+	explicit bool // given by the user
+	all      bool // "all": the binary's own list
 }
 
 func (e *eventList) String() string {
-	if e == nil || !e.explicit {
-		return "every Vault type"
+	switch {
+	case e == nil || !e.explicit:
+		return ""
+	case e.all:
+		return "all"
 	}
 	return strings.Join(e.types, ",")
 }
@@ -131,7 +135,7 @@ func (e *eventList) String() string {
 func (e *eventList) Set(v string) error {
 	v = strings.TrimSpace(v)
 	if v == "all" {
-		e.types, e.explicit = model.KnownTypes(), true
+		e.types, e.explicit, e.all = model.KnownTypes(), true, true
 		return nil
 	}
 	var types []string
@@ -148,7 +152,7 @@ func (e *eventList) Set(v string) error {
 	if len(types) == 0 {
 		return errors.New("no event type given")
 	}
-	e.types, e.explicit = types, true
+	e.types, e.explicit, e.all = types, true, false
 	return nil
 }
 

@@ -58,6 +58,12 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 
+	if s.databaseURL != "" && getenv("WORKOS_API_KEY") == "" {
+		// The fake API's made-up events must never land in a database
+		// that may hold, or come to hold, a real audit trail.
+		return usageError("demo: DATABASE_URL is set but WORKOS_API_KEY is not: the fake API's made-up events would be written " +
+			"into that database. Unset DATABASE_URL to use a throwaway database, or set WORKOS_API_KEY to sync the real API")
+	}
 	if s.databaseURL == "" {
 		cluster, err := devpg.Start(ctx, devpg.Options{Dir: pgDir, Logger: logger})
 		if errors.Is(err, devpg.ErrUnreachable) {

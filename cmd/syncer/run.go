@@ -149,7 +149,11 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if daemon {
-		logger.Info("syncer running", "interval", s.interval.String(), "events", s.events.String())
+		filter := s.events.String()
+		if filter == "" {
+			filter = "vault (default)"
+		}
+		logger.Info("syncer running", "interval", s.interval.String(), "events", filter)
 		err := p.Run(ctx, s.interval, nil)
 		if err == nil {
 			logger.Info("stopped by signal; every page written is committed")
@@ -189,8 +193,8 @@ func newPoller(s *syncSettings, apiKey string, hc *http.Client, sink poller.Sink
 	if err != nil {
 		return nil, usageError("%v", err)
 	}
-	events, isDefault := s.events.types, !s.events.explicit
-	if isDefault {
+	events := s.events.types
+	if !s.events.explicit {
 		events = model.VaultTypes()
 	}
 	from := s.since.t
@@ -199,7 +203,7 @@ func newPoller(s *syncSettings, apiKey string, hc *http.Client, sink poller.Sink
 	}
 	p, err := poller.New(poller.Config{
 		Events:        events,
-		DefaultEvents: isDefault,
+		BuiltinEvents: !s.events.explicit || s.events.all,
 		Since:         from,
 		Logger:        logger,
 	}, client, sink)

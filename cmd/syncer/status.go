@@ -41,8 +41,20 @@ func printStatus(w io.Writer, st store.Status, now time.Time) {
 		fmt.Fprintln(w, "cursor:        none yet (the first sync starts from --since)")
 	}
 	for _, c := range st.Cursors {
-		fmt.Fprintf(w, "cursor:        %s = %s (moved %s ago; %d event types)\n",
-			c.Stream, orNone(c.AfterID), age(now, c.UpdatedAt), len(c.EventTypes))
+		state := fmt.Sprintf("moved %s ago; %d event types", age(now, c.UpdatedAt), len(c.EventTypes))
+		if c.RangeEnd != nil {
+			state = fmt.Sprintf("backfill of %s up to %s, ", strings.Join(c.EventTypes, ","), c.RangeEnd.UTC().Format(time.RFC3339))
+			if c.Done {
+				state += "done"
+			} else {
+				state += "in progress"
+			}
+		}
+		fmt.Fprintf(w, "cursor:        %s = %s (%s)\n", c.Stream, orNone(c.AfterID), state)
+	}
+	for _, g := range st.Gaps {
+		fmt.Fprintf(w, "GAP:           events from %s to %s may be lost: %s (recorded %s)\n",
+			g.From.UTC().Format(time.RFC3339), g.To.UTC().Format(time.RFC3339), g.Reason, g.RecordedAt.UTC().Format(time.RFC3339))
 	}
 	if st.NewestID == "" {
 		fmt.Fprintln(w, "newest event:  none stored")

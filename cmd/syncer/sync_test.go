@@ -351,3 +351,94 @@ func TestHelpExplainsEverySettingAndHidesValues(t *testing.T) {
 		}
 	}
 }
+
+func TestAddingTypesToTheFilterBackfillsThem(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 600)
+	if _, logs, err := w.syncer("sync"); err != nil { // the Vault default
+		t.Fatalf("sync: %v\n%s", err, logs)
+	}
+	vault := vaultIn(w.evs)
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != vault {
+		t.Fatalf("first sync archived %d; want the %d Vault events", got, vault)
+	}
+	more := w.gen.Take(100)
+	w.api.Append(more...)
+	_, logs, err := w.syncer("sync", "--events", "all")
+	if err != nil {
+		t.Fatalf("sync --events all: %v\n%s", err, logs)
+	}
+	if !strings.Contains(logs, "backfilling them for the period already synced") || !strings.Contains(logs, "backfill done") {
+		t.Errorf("the backfill was not announced:\n%s", logs)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 700 {
+		t.Errorf("after widening the filter %d events archived; want all 700", got)
+	}
+	if got := w.count(`SELECT count(*) FROM sync_cursors WHERE stream LIKE 'backfill-%' AND done`); got != 1 {
+		t.Errorf("%d finished backfill streams; want 1", got)
+	}
+	if _, _, err := w.syncer("sync", "--events", "all"); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.count(`SELECT count(*) FROM sync_cursors`); got != 2 {
+		t.Errorf("%d streams after a third sync; want the main one and the finished backfill", got)
+	}
+}
+
+func TestSignalDuringAPageWriteCommitsIt(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 100)
+	ctx := context.Background()
+	if _, _, err := w.syncer("migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the archive table so that the page's transaction blocks in the
+	// middle, then send the "signal" while it waits.
+	blocker, err := pgx.Connect(ctx, w.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close(ctx)
+	tx, err := blocker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE workos_events IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	sigctx, signal := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := w.syncerCtx(sigctx, "sync", "--events", "all", "--no-migrate")
+		done <- err
+	}()
+	waitFor(t, func() bool {
+		return w.count(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'syncer' AND wait_event_type = 'Lock'`) > 0
+	})
+	signal()
+	tx.Rollback(ctx) // release the table
+	if err := <-done; err != nil {
+		t.Fatalf("sync interrupted mid-page: %v; want exit 0", err)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 100 {
+		t.Errorf("%d events committed; want the whole page in flight (100)", got)
+	}
+	if got := w.count(`SELECT count(*) FROM sync_cursors WHERE after_id = $1`, w.evs[99].ID); got != 1 {
+		t.Error("the cursor did not move with the page")
+	}
+}
+
+func TestDemoRefusesToWriteFakeEventsIntoARealDatabase(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"demo"}, func(k string) string {
+		if k == "DATABASE_URL" {
+			return "postgres://127.0.0.1:1/audit"
+		}
+		return ""
+	}, &out, &errb)
+	var ec exitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != exitUsage || !strings.Contains(err.Error(), "made-up events") {
+		t.Errorf("demo with DATABASE_URL and no API key: %v; want a refusal", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -101,15 +102,49 @@ func DecodeVault(eventType string, data json.RawMessage) (VaultPayload, error) {
 		return nil, errors.New("data is not a JSON object")
 	}
 	p := newPayload()
-	if err := json.Unmarshal(data, p); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			field := strings.TrimPrefix(typeErr.Field, "Actor.")
-			return nil, fmt.Errorf("data.%s: want %s, got %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
-		}
-		return nil, fmt.Errorf("data: %w", err)
+	if err := decodeExact(data, p); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// decodeExact fills the tagged fields of the struct dst points to from
+// the keys of the JSON object data that match a tag exactly.
+// encoding/json also accepts keys that match only when case is ignored,
+// and lets the last of them win, so {"actor_id":"a","ACTOR_ID":"b"} would
+// project actor b while the archive says a; here only actor_id counts.
+func decodeExact(data json.RawMessage, dst any) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	return fillExact(fields, reflect.ValueOf(dst).Elem())
+}
+
+func fillExact(fields map[string]json.RawMessage, v reflect.Value) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			if err := fillExact(fields, v.Field(i)); err != nil {
+				return err
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		raw, ok := fields[name]
+		if !ok || name == "" {
+			continue
+		}
+		if err := json.Unmarshal(raw, v.Field(i).Addr().Interface()); err != nil {
+			var typeErr *json.UnmarshalTypeError
+			if errors.As(err, &typeErr) {
+				return fmt.Errorf("data.%s: want %s, got %s", name, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+			}
+			return fmt.Errorf("data.%s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func jsonKind(goKind string) string {

@@ -173,6 +173,17 @@ func (e *StatusError) InvalidEvents() bool {
 	return e.Status == http.StatusBadRequest && e.Code == "invalid_events_request"
 }
 
+// TooLargeError is a response body over MaxResponseBytes. Asking again
+// for fewer events may fit.
+type TooLargeError struct {
+	Limit     int64
+	RequestID string
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("response is over %d bytes, the configured limit (request id %s)", e.Limit, e.RequestID)
+}
+
 // transientError is a failure of one attempt that another may not have: a
 // network error, a cut or garbled body.
 type transientError struct {
@@ -232,12 +243,12 @@ func (c *Client) List(ctx context.Context, p ListParams) (Response, error) {
 	}
 }
 
-// backoff is "full jitter" over a doubling ceiling: uniform in
-// [MinBackoff, min(MaxBackoff, MinBackoff*2^(attempt-1))].
+// backoff is jittered over a doubling ceiling: uniform in
+// [MinBackoff, min(MaxBackoff, MinBackoff*2^attempt)].
 func (c *Client) backoff(attempt int) time.Duration {
 	ceiling := c.cfg.MaxBackoff
 	if attempt < 32 {
-		ceiling = min(ceiling, c.cfg.MinBackoff<<(attempt-1))
+		ceiling = min(ceiling, c.cfg.MinBackoff<<attempt)
 	}
 	spread := ceiling - c.cfg.MinBackoff
 	if spread <= 0 {
@@ -273,7 +284,7 @@ func (c *Client) attempt(ctx context.Context, query string) (Response, error) {
 		return Response{}, &transientError{requestID: requestID, err: fmt.Errorf("read response: %w", err)}
 	}
 	if int64(len(body)) > c.cfg.MaxResponseBytes {
-		return Response{}, fmt.Errorf("response is over %d bytes, the configured limit (request id %s)", c.cfg.MaxResponseBytes, requestID)
+		return Response{}, &TooLargeError{Limit: c.cfg.MaxResponseBytes, RequestID: requestID}
 	}
 	if res.StatusCode != http.StatusOK {
 		return Response{}, statusError(res, body, requestID)
@@ -324,10 +335,11 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs <= 0 || secs > 86400 {
+		if secs <= 0 || secs != secs {
 			return 0
 		}
-		return time.Duration(secs * float64(time.Second))
+		// Beyond a day is a broken header; the caller caps it anyway.
+		return time.Duration(min(secs, 86400) * float64(time.Second))
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {

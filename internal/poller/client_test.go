@@ -132,6 +132,42 @@ func TestListRetriesWhatRetryingFixes(t *testing.T) {
 	}
 }
 
+func TestRetryAfterIsCapped(t *testing.T) {
+	s := &script{steps: []http.HandlerFunc{answer(429, ``, "Retry-After", "9000"), answer(200, okPage)}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c, slept := newTestClient(t, srv, 2)
+	if _, err := c.List(context.Background(), ListParams{Events: []string{"vault.data.read"}, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(*slept) != 1 || (*slept)[0] != 5*time.Minute {
+		t.Errorf("waited %v for Retry-After: 9000; want the 5m cap", *slept)
+	}
+}
+
+func TestBackoffIsJitteredFromTheFirstRetry(t *testing.T) {
+	s := &script{steps: []http.HandlerFunc{answer(200, okPage)}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c, _ := newTestClient(t, srv, 1)
+	seen := map[time.Duration]bool{}
+	for range 50 {
+		d := c.backoff(1)
+		if d < 100*time.Millisecond || d > 200*time.Millisecond {
+			t.Fatalf("first backoff %v outside [100ms, 200ms]", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 10 {
+		t.Errorf("50 first backoffs took %d distinct values; want jitter", len(seen))
+	}
+	for attempt := 1; attempt < 40; attempt++ {
+		if d := c.backoff(attempt); d > 2*time.Second {
+			t.Fatalf("backoff(%d) = %v over MaxBackoff", attempt, d)
+		}
+	}
+}
+
 func TestListTimesOutSlowAnswersAndRetries(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
@@ -229,6 +265,7 @@ func TestParseRetryAfter(t *testing.T) {
 		"3":                             3 * time.Second,
 		" 1.5 ":                         1500 * time.Millisecond,
 		"-1":                            0,
+		"90000":                         24 * time.Hour,
 		"soon":                          0,
 		"Thu, 03 Dec 2026 12:00:10 GMT": 10 * time.Second,
 		"Thu, 03 Dec 2026 11:00:00 GMT": 0,

@@ -2,6 +2,8 @@ package poller
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,32 +15,40 @@ import (
 )
 
 // Sink stores pages. The store implements it; WritePage must write the
-// events and move the cursor from page.Prev to page.Next atomically.
+// events and the stream's new state atomically, refusing the page if the
+// stored cursor is no longer page.Prev.
 type Sink interface {
-	Cursor(ctx context.Context, stream string) (string, error)
+	Streams(ctx context.Context) ([]model.Stream, error)
 	WritePage(ctx context.Context, page model.Page) error
 }
 
 // Config configures a Poller.
 type Config struct {
-	// Stream names the cursor. Default "events".
+	// Stream names the main cursor. Default "events".
 	Stream string
 	// Events is the type filter sent to the API. Required.
 	Events []string
-	// DefaultEvents says Events is the built-in default rather than the
-	// user's choice: names the API rejects are then dropped with a
-	// warning instead of stopping the sync.
-	DefaultEvents bool
+	// BuiltinEvents says Events is a list the binary chose (the Vault
+	// default, or "all"), not one the user typed: names the API rejects
+	// are then dropped with a warning instead of stopping the sync.
+	BuiltinEvents bool
 	// Since is where the first run starts (range_start) when the stream
-	// has no cursor yet. Required.
+	// has no cursor yet, and where types added to the filter are
+	// backfilled from. Required.
 	Since time.Time
+	// Retention is how long the API keeps events. A cursor or a Since
+	// older than that is a gap: recorded, warned about, and skipped to
+	// the oldest events the API still has. Default 30 days.
+	Retention time.Duration
 	// PageSize is the limit sent. Default and maximum 100.
 	PageSize int
 	// WriteTimeout bounds the write of one page. A page being written
 	// when the context is cancelled is still committed within it.
 	// Default 2m.
 	WriteTimeout time.Duration
-	Logger       *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Poller follows the Events API with a cursor and hands pages to a Sink.
@@ -70,8 +80,14 @@ func New(cfg Config, client *Client, sink Sink) (*Poller, error) {
 	case cfg.PageSize < 1 || cfg.PageSize > 100:
 		return nil, fmt.Errorf("poller config: PageSize %d is outside 1..100", cfg.PageSize)
 	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 30 * 24 * time.Hour
+	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 2 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -84,8 +100,9 @@ func New(cfg Config, client *Client, sink Sink) (*Poller, error) {
 type Result struct {
 	Pages    int
 	Events   int    // events received (repeats included)
-	Cursor   string // the cursor after the sync
+	Cursor   string // the main stream's cursor after the sync
 	Newest   time.Time
+	Gaps     []model.Gap
 	Duration time.Duration
 }
 
@@ -93,8 +110,9 @@ type Result struct {
 // rejects names in a type filter the user chose.
 var ErrRejectedTypes = errors.New("the API rejects event types in the filter")
 
-// OrderError is a page whose events go backwards: storing it and moving
-// the cursor past it could leave a hole, so the sync stops with the cursor
+// OrderError is a page that would move the cursor wrongly: events going
+// backwards, or a full page that does not move it at all. Storing it could
+// leave a hole or loop for ever, so the sync stops with the cursor
 // untouched.
 type OrderError struct {
 	After  string
@@ -105,70 +123,200 @@ func (e *OrderError) Error() string {
 	return fmt.Sprintf("page after %q is out of order: %s; cursor left at %q", e.After, e.Detail, e.After)
 }
 
-// Sync pages from the stored cursor until the API has nothing newer,
-// writing each page with its cursor move in one transaction. Cancelling ctx
-// stops it between pages; a page being written is committed first, and
-// Sync then returns the context's error.
+// Sync brings every stream up to date: first the backfills of types added
+// to the filter, then the main stream, each page by page until the API has
+// nothing newer, each page written with its cursor move in one
+// transaction. Cancelling ctx stops it between pages; a page being written
+// is committed first, and Sync then returns the context's error.
 func (p *Poller) Sync(ctx context.Context) (Result, error) {
-	start := time.Now()
+	start := p.cfg.Now()
 	res := Result{}
-	cursor, err := p.sink.Cursor(ctx, p.cfg.Stream)
+	streams, err := p.sink.Streams(ctx)
 	if err != nil {
 		return res, err
 	}
-	res.Cursor = cursor
+	main, err := p.planFilterChange(ctx, streams, &streams)
+	if err != nil {
+		return res, err
+	}
+	for _, st := range streams {
+		if st.Bounded() && !st.Done {
+			if _, err := p.drain(ctx, st, &res); err != nil {
+				return res, err
+			}
+		}
+	}
+	res.Cursor, err = p.drain(ctx, main, &res)
+	res.Duration = p.cfg.Now().Sub(start)
+	return res, err
+}
+
+// planFilterChange compares the configured filter with the one the main
+// stream followed. Types added to it are backfilled from Since up to the
+// cursor by a new bounded stream, so that they are not silently skipped
+// for the period already passed; both changes are stored before any page
+// is fetched. It returns the main stream as it will be followed.
+func (p *Poller) planFilterChange(ctx context.Context, streams []model.Stream, all *[]model.Stream) (model.Stream, error) {
+	main := model.Stream{Name: p.cfg.Stream, EventTypes: p.cfg.Events, RangeStart: p.cfg.Since}
+	i := slices.IndexFunc(streams, func(s model.Stream) bool { return s.Name == p.cfg.Stream })
+	if i < 0 {
+		return main, nil
+	}
+	stored := streams[i]
+	main.AfterID, main.AfterTime = stored.AfterID, stored.AfterTime
+	added := without(p.cfg.Events, stored.EventTypes)
+	removed := without(stored.EventTypes, p.cfg.Events)
+	if len(removed) > 0 {
+		p.cfg.Logger.Warn("event types removed from the filter are no longer fetched", "removed", strings.Join(removed, ","))
+	}
+	if len(added) == 0 || stored.AfterID == "" {
+		if len(removed) > 0 {
+			return main, p.write(ctx, model.Page{Stream: main, Prev: stored.AfterID})
+		}
+		return main, nil
+	}
+	end := stored.AfterTime
+	if end.IsZero() {
+		end = p.cfg.Now()
+	}
+	backfill := model.Stream{
+		Name:       backfillName(stored.AfterID, added),
+		EventTypes: added,
+		RangeStart: p.cfg.Since,
+		RangeEnd:   end.Add(time.Millisecond), // inclusive of the cursor's own millisecond
+	}
+	p.cfg.Logger.Warn("event types added to the filter; backfilling them for the period already synced",
+		"added", strings.Join(added, ","), "from", backfill.RangeStart, "to", backfill.RangeEnd, "stream", backfill.Name)
+	if !slices.ContainsFunc(streams, func(s model.Stream) bool { return s.Name == backfill.Name }) {
+		if err := p.write(ctx, model.Page{Stream: backfill}); err != nil {
+			return main, fmt.Errorf("start backfill of added types: %w", err)
+		}
+		*all = append(*all, backfill)
+	}
+	if err := p.write(ctx, model.Page{Stream: main, Prev: stored.AfterID}); err != nil {
+		return main, fmt.Errorf("store the new filter: %w", err)
+	}
+	return main, nil
+}
+
+// backfillName is the same for the same cursor and types, so that a crash
+// between storing the backfill and the new filter does not start a second
+// backfill.
+func backfillName(after string, types []string) string {
+	h := sha256.Sum256([]byte(after + "|" + strings.Join(types, ",")))
+	return "backfill-" + hex.EncodeToString(h[:6])
+}
+
+// without returns the elements of a that are not in b.
+func without(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// drain pages one stream until the API has nothing newer (or, for a
+// backfill, nothing before its end) and returns the stream's cursor.
+func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (string, error) {
+	gaps := p.retentionGaps(&st)
+	res.Gaps = append(res.Gaps, gaps...)
+	limit := p.cfg.PageSize
 	for {
-		params := ListParams{Events: p.cfg.Events, Limit: p.cfg.PageSize, After: cursor}
-		if cursor == "" {
-			params.RangeStart = p.cfg.Since
+		params := ListParams{Events: st.EventTypes, Limit: limit, After: st.AfterID, RangeEnd: st.RangeEnd}
+		if st.AfterID == "" {
+			params.RangeStart = st.RangeStart
 		}
 		resp, err := p.client.List(ctx, params)
 		var se *StatusError
 		if errors.As(err, &se) && se.InvalidEvents() {
-			if err := p.dropRejected(ctx, se); err != nil {
-				return res, err
+			if err := p.dropRejected(ctx, &st, se); err != nil {
+				return st.AfterID, err
 			}
 			continue
 		}
+		var tooLarge *TooLargeError
+		if errors.As(err, &tooLarge) && limit > 1 {
+			limit = max(1, limit/2)
+			p.cfg.Logger.Warn("page too large; asking for fewer events", "limit", limit, "request_id", tooLarge.RequestID)
+			continue
+		}
 		if err != nil {
-			return res, fmt.Errorf("fetch events after %q: %w", cursor, err)
+			return st.AfterID, fmt.Errorf("fetch %s after %q: %w", st.Name, st.AfterID, err)
 		}
-		if len(resp.Events) == 0 {
-			break
+		prev := st.AfterID
+		next, newest, err := checkOrder(prev, resp.Events)
+		if err == nil && len(resp.Events) == limit && next == prev {
+			err = &OrderError{After: prev, Detail: "a full page that does not move the cursor (the API ignores after?)"}
 		}
-		next, newest, err := checkOrder(cursor, resp.Events)
 		if err != nil {
-			return res, fmt.Errorf("%w (request id %s)", err, resp.RequestID)
+			return prev, fmt.Errorf("%w (request id %s)", err, resp.RequestID)
 		}
-		page := model.Page{Stream: p.cfg.Stream, Prev: cursor, Next: next, EventTypes: p.cfg.Events, Events: resp.Events}
-		// The write outlives a cancelled ctx: a page half-sent when a
-		// signal arrives is finished, not thrown away.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.WriteTimeout)
-		wstart := time.Now()
-		err = p.sink.WritePage(wctx, page)
-		cancel()
-		if err != nil {
-			return res, err
+		caughtUp := len(resp.Events) == 0 || (len(resp.Events) < limit && resp.After == "")
+		if next != prev {
+			st.AfterID, st.AfterTime = next, newest
 		}
-		res.Pages++
-		res.Events += len(resp.Events)
-		res.Cursor = next
-		if newest.After(res.Newest) {
-			res.Newest = newest
+		st.Done = st.Bounded() && caughtUp
+		if len(resp.Events) > 0 || len(gaps) > 0 || st.Done {
+			wstart := time.Now()
+			if err := p.write(ctx, model.Page{Stream: st, Prev: prev, Events: resp.Events, Gaps: gaps}); err != nil {
+				return prev, err
+			}
+			gaps = nil
+			if len(resp.Events) > 0 {
+				res.Pages++
+				res.Events += len(resp.Events)
+				if newest.After(res.Newest) {
+					res.Newest = newest
+				}
+				p.cfg.Logger.Info("page written", "stream", st.Name, "events", len(resp.Events),
+					"cursor", st.AfterID, "newest", newest, "attempts", resp.Attempts,
+					"write_ms", time.Since(wstart).Milliseconds(), "request_id", resp.RequestID)
+			}
 		}
-		p.cfg.Logger.Info("page written", "stream", p.cfg.Stream, "events", len(resp.Events),
-			"cursor", next, "newest", newest, "attempts", resp.Attempts,
-			"write_ms", time.Since(wstart).Milliseconds(), "request_id", resp.RequestID)
-		cursor = next
 		if ctx.Err() != nil {
-			return res, ctx.Err()
+			return st.AfterID, ctx.Err()
 		}
-		if len(resp.Events) < p.cfg.PageSize && resp.After == "" {
-			break
+		if caughtUp {
+			if st.Done {
+				p.cfg.Logger.Info("backfill done", "stream", st.Name, "types", strings.Join(st.EventTypes, ","))
+			}
+			return st.AfterID, nil
 		}
 	}
-	res.Duration = time.Since(start)
-	return res, nil
+}
+
+// write stores a page; it outlives a cancelled ctx, so that a page half
+// sent when a signal arrives is finished, not thrown away.
+func (p *Poller) write(ctx context.Context, page model.Page) error {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.WriteTimeout)
+	defer cancel()
+	return p.sink.WritePage(wctx, page)
+}
+
+// retentionGaps notes where a stream reaches behind the API's retention
+// window: the events there may be gone, which must be said, not hidden. A
+// stream with no cursor starts at the window's edge instead.
+func (p *Poller) retentionGaps(st *model.Stream) []model.Gap {
+	edge := p.cfg.Now().Add(-p.cfg.Retention)
+	var g model.Gap
+	switch {
+	case st.AfterID == "" && !st.RangeStart.IsZero() && st.RangeStart.Before(edge):
+		g = model.Gap{From: st.RangeStart, To: edge, Reason: "the start (--since) is older than the API's retention window"}
+		st.RangeStart = edge.Add(time.Minute) // a margin for clocks and request time
+	case st.AfterID != "" && !st.AfterTime.IsZero() && st.AfterTime.Before(edge):
+		g = model.Gap{From: st.AfterTime, To: edge, Reason: "the cursor is older than the API's retention window"}
+	default:
+		return nil
+	}
+	if st.Bounded() && !g.From.Before(st.RangeEnd) {
+		return nil
+	}
+	p.cfg.Logger.Error("events may be lost: part of the period to sync is older than the API keeps events",
+		"stream", st.Name, "gap_from", g.From, "gap_to", g.To, "retention", p.cfg.Retention.String())
+	return []model.Gap{g}
 }
 
 // checkOrder verifies that ids and times do not go backwards within the
@@ -201,26 +349,29 @@ func checkOrder(cursor string, events []model.Event) (next string, newest time.T
 
 // dropRejected handles a 400 invalid_events_request: it finds which names
 // the API rejects (the answer does not say), and either drops them, when
-// the filter is the built-in default, or fails naming them.
-func (p *Poller) dropRejected(ctx context.Context, cause *StatusError) error {
-	rejected, err := p.rejectedTypes(ctx, p.cfg.Events)
+// the filter is built in, or fails naming them.
+func (p *Poller) dropRejected(ctx context.Context, st *model.Stream, cause *StatusError) error {
+	rejected, err := p.rejectedTypes(ctx, st.EventTypes)
 	if err != nil {
 		return fmt.Errorf("find which event types the API rejects: %w (after: %v)", err, cause)
 	}
 	if len(rejected) == 0 {
 		return fmt.Errorf("the API rejected the type filter but accepts each of its names alone: %w", cause)
 	}
-	if !p.cfg.DefaultEvents {
+	if !p.cfg.BuiltinEvents {
 		return fmt.Errorf("%w: %s; remove them from --events / SYNCER_EVENTS (%v)",
 			ErrRejectedTypes, strings.Join(rejected, ", "), cause)
 	}
-	kept := slices.DeleteFunc(slices.Clone(p.cfg.Events), func(e string) bool { return slices.Contains(rejected, e) })
+	kept := without(st.EventTypes, rejected)
 	if len(kept) == 0 {
-		return fmt.Errorf("%w: every type of the default filter: %s (%v)", ErrRejectedTypes, strings.Join(rejected, ", "), cause)
+		return fmt.Errorf("%w: every type of the built-in filter: %s (%v)", ErrRejectedTypes, strings.Join(rejected, ", "), cause)
 	}
-	p.cfg.Logger.Warn("the API rejects event types of the default filter; syncing without them",
+	p.cfg.Logger.Warn("the API rejects event types of the built-in filter; syncing without them",
 		"rejected", strings.Join(rejected, ","), "request_id", cause.RequestID)
-	p.cfg.Events = kept
+	st.EventTypes = kept
+	if st.Name == p.cfg.Stream {
+		p.cfg.Events = kept
+	}
 	return nil
 }
 
@@ -228,7 +379,7 @@ func (p *Poller) dropRejected(ctx context.Context, cause *StatusError) error {
 // rejected name stands alone: about 2·r·log2(n) requests for r bad names
 // among n.
 func (p *Poller) rejectedTypes(ctx context.Context, types []string) ([]string, error) {
-	_, err := p.client.List(ctx, ListParams{Events: types, Limit: 1, RangeStart: p.cfg.Since})
+	_, err := p.client.List(ctx, ListParams{Events: types, Limit: 1, RangeStart: p.cfg.Now().Add(-time.Hour)})
 	var se *StatusError
 	switch {
 	case err == nil:
@@ -252,22 +403,33 @@ func (p *Poller) rejectedTypes(ctx context.Context, types []string) ([]string, e
 
 // Run syncs, then again every interval, or at once when wake receives,
 // until ctx is cancelled; it then returns nil. Errors that another try may
-// fix are logged and retried at the next interval; answers that no retry
-// fixes (a bad key, a rejected type filter) end the loop with the error.
+// fix (the database or the API down) are retried with backoff, sooner than
+// the interval; answers that no retry fixes (a bad key, a rejected type
+// filter) end the loop with the error.
 func (p *Poller) Run(ctx context.Context, interval time.Duration, wake <-chan struct{}) error {
+	failures := 0
 	for {
 		res, err := p.Sync(ctx)
+		wait := interval
 		switch {
 		case ctx.Err() != nil:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				p.cfg.Logger.Error("sync stopped by signal with an error", "error", err)
+			}
 			return nil
 		case errors.Is(err, ErrRejectedTypes), isPermanent(err):
 			return err
 		case err != nil:
-			p.cfg.Logger.Error("sync failed; will retry", "error", err, "retry_in", interval)
-		case res.Pages > 0:
-			p.cfg.Logger.Info("caught up", "pages", res.Pages, "events", res.Events, "cursor", res.Cursor, "took", res.Duration.Round(time.Millisecond))
+			failures++
+			wait = min(interval, time.Second<<min(failures-1, 10))
+			p.cfg.Logger.Error("sync failed; will retry", "error", err, "retry_in", wait.String(), "failures", failures)
+		default:
+			failures = 0
+			if res.Pages > 0 {
+				p.cfg.Logger.Info("caught up", "pages", res.Pages, "events", res.Events, "cursor", res.Cursor, "took", res.Duration.Round(time.Millisecond).String())
+			}
 		}
-		t := time.NewTimer(interval)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

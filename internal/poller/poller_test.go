@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncer-audit/syncer/internal/fakeapi"
 	"github.com/syncer-audit/syncer/internal/model"
 )
 
@@ -81,18 +82,47 @@ func (a *rejecting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // own Sink interface; the real store is exercised end to end in
 // cmd/syncer's tests.
 type pages struct {
-	cursor string
-	got    []model.Page
+	cursor  string // of the main stream, "events"
+	streams map[string]model.Stream
+	got     []model.Page
 }
 
-func (p *pages) Cursor(context.Context, string) (string, error) { return p.cursor, nil }
+func (p *pages) Streams(context.Context) ([]model.Stream, error) {
+	var out []model.Stream
+	for _, st := range p.streams {
+		out = append(out, st)
+	}
+	if _, ok := p.streams["events"]; !ok && p.cursor != "" {
+		out = append(out, model.Stream{Name: "events", AfterID: p.cursor, EventTypes: model.VaultTypes()})
+	}
+	return out, nil
+}
+
 func (p *pages) WritePage(_ context.Context, pg model.Page) error {
-	if pg.Prev != p.cursor {
-		return fmt.Errorf("prev %q, stored %q", pg.Prev, p.cursor)
+	stored := p.streams[pg.Stream.Name].AfterID
+	if pg.Stream.Name == "events" {
+		stored = p.cursor
+	}
+	if pg.Prev != stored {
+		return fmt.Errorf("prev %q, stored %q", pg.Prev, stored)
 	}
 	p.got = append(p.got, pg)
-	p.cursor = pg.Next
+	if p.streams == nil {
+		p.streams = map[string]model.Stream{}
+	}
+	p.streams[pg.Stream.Name] = pg.Stream
+	if pg.Stream.Name == "events" {
+		p.cursor = pg.Stream.AfterID
+	}
 	return nil
+}
+
+func (p *pages) events() int {
+	n := 0
+	for _, pg := range p.got {
+		n += len(pg.Events)
+	}
+	return n
 }
 
 func newTestPoller(t *testing.T, h http.Handler, cfg Config) (*Poller, *pages) {
@@ -135,7 +165,7 @@ func TestRejectedTypesAreNamed(t *testing.T) {
 
 func TestRejectedDefaultTypesAreDropped(t *testing.T) {
 	api := &rejecting{bad: []string{model.VaultKEKDeleted}}
-	p, _ := newTestPoller(t, api, Config{Events: model.VaultTypes(), DefaultEvents: true})
+	p, _ := newTestPoller(t, api, Config{Events: model.VaultTypes(), BuiltinEvents: true})
 	if _, err := p.Sync(context.Background()); err != nil {
 		t.Fatalf("Sync with a default filter the API partly rejects: %v", err)
 	}
@@ -172,5 +202,124 @@ func TestConfigIsChecked(t *testing.T) {
 		if _, err := New(cfg, nil, nil); err == nil {
 			t.Errorf("New(%+v) succeeded; want an error", cfg)
 		}
+	}
+}
+
+// fakeAt is the project's fake Events API serving n generated events from
+// start, one every step, with its clock at now and the given retention.
+func fakeAt(t *testing.T, now, start time.Time, step time.Duration, n int, retention time.Duration) (*fakeapi.Server, []fakeapi.Event) {
+	t.Helper()
+	gen := fakeapi.NewGenerator(fakeapi.GenConfig{Seed: 3, Start: start, Step: step})
+	api := fakeapi.New(fakeapi.Config{APIKey: testKey, Retention: retention, Now: func() time.Time { return now }})
+	evs := gen.Take(n)
+	api.Append(evs...)
+	return api, evs
+}
+
+func TestSinceBeforeTheRetentionWindowIsAGap(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	api, evs := fakeAt(t, now, now.Add(-40*24*time.Hour), time.Hour, 40*24-1, 30*24*time.Hour)
+	p, sink := newTestPoller(t, api, Config{Events: model.KnownTypes(), BuiltinEvents: true, Since: now.Add(-45 * 24 * time.Hour),
+		Now: func() time.Time { return now }})
+	res, err := p.Sync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := now.Add(-30 * 24 * time.Hour)
+	want := 0
+	for _, e := range evs {
+		if !e.CreatedAt.Before(edge.Add(time.Minute)) {
+			want++
+		}
+	}
+	if sink.events() != want || want == 0 {
+		t.Errorf("received %d events; want the %d the API still holds after the window's edge", sink.events(), want)
+	}
+	if len(res.Gaps) != 1 || len(sink.got) == 0 || len(sink.got[0].Gaps) != 1 {
+		t.Fatalf("gaps: result %v, first page %v; want one gap, written with the first page", res.Gaps, sink.got[0].Gaps)
+	}
+	g := sink.got[0].Gaps[0]
+	if !g.From.Equal(now.Add(-45*24*time.Hour)) || !g.To.Equal(edge) || !strings.Contains(g.Reason, "retention") {
+		t.Errorf("gap = %+v; want from --since to the window's edge", g)
+	}
+}
+
+func TestACursorBehindTheRetentionWindowIsAGap(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	api, evs := fakeAt(t, now, now.Add(-40*24*time.Hour), time.Hour, 40*24-1, 30*24*time.Hour)
+	p, sink := newTestPoller(t, api, Config{Events: model.KnownTypes(), BuiltinEvents: true, Now: func() time.Time { return now }})
+	old := evs[10] // 40 days ago: the API has dropped what came after it, up to 30 days ago
+	sink.streams = map[string]model.Stream{"events": {Name: "events", AfterID: old.ID, AfterTime: old.CreatedAt, EventTypes: model.KnownTypes()}}
+	sink.cursor = old.ID
+	if _, err := p.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.got) == 0 || len(sink.got[0].Gaps) != 1 {
+		t.Fatalf("pages %d; want a gap recorded with the first", len(sink.got))
+	}
+	if g := sink.got[0].Gaps[0]; !g.From.Equal(old.CreatedAt) || !g.To.Equal(now.Add(-30*24*time.Hour)) {
+		t.Errorf("gap = %+v; want from the cursor's time to the window's edge", g)
+	}
+	// Nothing after the first page repeats the gap.
+	for _, pg := range sink.got[1:] {
+		if len(pg.Gaps) != 0 {
+			t.Fatal("the gap was recorded twice")
+		}
+	}
+}
+
+func TestAFullPageThatDoesNotMoveTheCursorStops(t *testing.T) {
+	var page strings.Builder
+	page.WriteString(`{"data":[`)
+	for i := range 100 {
+		if i > 0 {
+			page.WriteString(",")
+		}
+		fmt.Fprintf(&page, `{"id":"event_%03d","event":"vault.data.read","created_at":"2026-01-01T00:00:00Z","data":{}}`, i)
+	}
+	page.WriteString(`],"list_metadata":{"after":"event_099"}}`)
+	s := &script{steps: []http.HandlerFunc{answer(200, page.String())}} // ignores after
+	p, sink := newTestPoller(t, s, Config{Events: model.VaultTypes()})
+	_, err := p.Sync(context.Background())
+	var oe *OrderError
+	if !errors.As(err, &oe) || !strings.Contains(err.Error(), "does not move the cursor") {
+		t.Fatalf("err = %v; want an OrderError", err)
+	}
+	if s.count() != 2 || sink.events() != 100 {
+		t.Errorf("%d requests, %d events written; want 2 requests (the second repeats the first) and 100 events", s.count(), sink.events())
+	}
+}
+
+func TestATooLargePageIsAskedForInSmallerParts(t *testing.T) {
+	now := time.Now()
+	api, evs := fakeAt(t, now, now.Add(-time.Hour), time.Second, 300, 0)
+	var limits []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limits = append(limits, r.URL.Query().Get("limit"))
+		if r.URL.Query().Get("limit") == "100" {
+			answer(200, `{"data":[],"pad":"`+strings.Repeat("x", 64<<10)+`"}`)(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+	p, sink := newTestPoller(t, h, Config{Events: model.KnownTypes(), BuiltinEvents: true, Since: now.Add(-2 * time.Hour)})
+	p.client.cfg.MaxResponseBytes = 60 << 10
+	if _, err := p.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if sink.events() != len(evs) || limits[0] != "100" || limits[1] != "50" {
+		t.Errorf("received %d of %d events with limits %v; want all, asked for 100 then 50", sink.events(), len(evs), limits[:2])
+	}
+}
+
+func TestRunEndsOnAnswersNoRetryFixes(t *testing.T) {
+	s := &script{steps: []http.HandlerFunc{answer(401, `{"message":"Unauthorized","code":"unauthorized"}`)}}
+	p, _ := newTestPoller(t, s, Config{Events: model.VaultTypes()})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := p.Run(ctx, time.Hour, nil)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != 401 || ctx.Err() != nil {
+		t.Errorf("Run = %v; want it to end at once with the 401", err)
 	}
 }

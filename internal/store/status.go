@@ -23,6 +23,15 @@ type Status struct {
 	Sanitized  int64
 	VaultTypes []Count // vault_events by event type
 	ByType     []Count // workos_events by event type
+	Gaps       []GapStatus
+}
+
+// GapStatus is one row of sync_gaps.
+type GapStatus struct {
+	Stream     string
+	From, To   time.Time
+	Reason     string
+	RecordedAt time.Time
 }
 
 // CursorStatus is one row of sync_cursors.
@@ -31,6 +40,8 @@ type CursorStatus struct {
 	AfterID    string
 	EventTypes []string
 	UpdatedAt  time.Time
+	RangeEnd   *time.Time // set for a backfill
+	Done       bool
 }
 
 // Count is a labelled number.
@@ -42,7 +53,7 @@ type Count struct {
 // Status reads the state of the archive.
 func (s *Store) Status(ctx context.Context) (Status, error) {
 	var st Status
-	rows, err := s.pool.Query(ctx, `SELECT stream, coalesce(after_id, ''), event_types, updated_at FROM sync_cursors ORDER BY stream`)
+	rows, err := s.pool.Query(ctx, `SELECT stream, coalesce(after_id, ''), event_types, updated_at, range_end, done FROM sync_cursors ORDER BY stream`)
 	if err != nil {
 		return st, fmt.Errorf("status: cursors: %w", err)
 	}
@@ -62,6 +73,14 @@ func (s *Store) Status(ctx context.Context) (Status, error) {
 	}
 	if newestAt != nil {
 		st.NewestAt = *newestAt
+	}
+	rows, err = s.pool.Query(ctx, `SELECT stream, gap_from, gap_to, reason, recorded_at FROM sync_gaps ORDER BY gap_from`)
+	if err != nil {
+		return st, fmt.Errorf("status: gaps: %w", err)
+	}
+	st.Gaps, err = pgx.CollectRows(rows, pgx.RowToStructByPos[GapStatus])
+	if err != nil {
+		return st, fmt.Errorf("status: gaps: %w", err)
 	}
 	for _, q := range []struct {
 		dst *[]Count
@@ -95,6 +114,8 @@ type AccessRow struct {
 	KeyIDs      []string
 	KeyName     *string
 	KeyContext  json.RawMessage
+	OrgID       *string
+	KeyProvider *string
 }
 
 // LatestAccess returns the newest n rows of vault_access_log, newest last.
@@ -102,7 +123,7 @@ func (s *Store) LatestAccess(ctx context.Context, n int) ([]AccessRow, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT * FROM (
 			SELECT occurred_at, event_id, event_type, actor_id, actor_source, actor_name,
-			       kv_name, key_ids, key_name, key_context
+			       kv_name, key_ids, key_name, key_context, organization_id, key_provider
 			FROM vault_access_log ORDER BY occurred_at DESC, event_id DESC LIMIT $1
 		) newest ORDER BY occurred_at, event_id`, n)
 	if err != nil {

@@ -1,11 +1,13 @@
 package store
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -49,49 +51,121 @@ func (s *Store) Close() { s.pool.Close() }
 // Pool exposes the connection pool for read-only reports and tests.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Cursor returns the stored cursor of stream: "" when the stream has none
-// yet.
-func (s *Store) Cursor(ctx context.Context, stream string) (string, error) {
-	var after *string
-	err := s.pool.QueryRow(ctx, `SELECT after_id FROM sync_cursors WHERE stream = $1`, stream).Scan(&after)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && after == nil) {
-		return "", nil
-	}
+// Streams returns every stream's stored state, the main one and any
+// backfills, by name.
+func (s *Store) Streams(ctx context.Context) ([]model.Stream, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT stream, coalesce(after_id, ''), after_created_at, event_types, range_start, range_end, done
+		FROM sync_cursors ORDER BY stream`)
 	if err != nil {
-		return "", fmt.Errorf("read cursor %s: %w", stream, err)
+		return nil, fmt.Errorf("read streams: %w", err)
 	}
-	return *after, nil
+	var (
+		st                  model.Stream
+		afterAt, start, end pgtype.Timestamptz
+	)
+	var out []model.Stream
+	_, err = pgx.ForEachRow(rows, []any{&st.Name, &st.AfterID, &afterAt, &st.EventTypes, &start, &end, &st.Done}, func() error {
+		st.AfterTime, st.RangeStart, st.RangeEnd = afterAt.Time, start.Time, end.Time
+		out = append(out, st)
+		st = model.Stream{}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read streams: %w", err)
+	}
+	return out, nil
 }
 
 // WritePage archives the page's events, projects the new ones into the
-// audit tables, and moves the cursor from page.Prev to page.Next, all in
-// one transaction: after a crash at any instant, either all of it is there
-// or none. Events already archived are left as they are (the first content
-// wins); one that comes back with other content is quarantined as a
-// conflict. If the stored cursor is no longer page.Prev, nothing is
-// written and the error wraps ErrCursorConflict.
+// audit tables, records its gaps and moves the stream's cursor from
+// page.Prev, all in one transaction: after a crash at any instant, either
+// all of it is there or none. Events already archived are left as they are
+// (the first content wins); one that comes back with other content is
+// quarantined as a conflict. If the stored cursor is no longer page.Prev,
+// nothing is written and the error wraps ErrCursorConflict.
+//
+// An event whose JSON PostgreSQL refuses although it is valid JSON (a
+// number beyond numeric's range, say) fails the whole page; the page is
+// then written again with that event's JSON left out, its original bytes
+// kept, and the reason quarantined, so one event cannot wedge the stream.
 func (s *Store) WritePage(ctx context.Context, page model.Page) error {
-	tx, err := s.pool.Begin(ctx)
+	err := s.writeTx(ctx, page)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
+		if n := s.isolateRejected(ctx, page.Events); n > 0 {
+			err = s.writeTx(ctx, page)
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("write page after %q: begin: %w", page.Prev, err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	if err := writePage(ctx, tx, page); err != nil {
 		return fmt.Errorf("write page after %q: %w", page.Prev, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("write page after %q: commit: %w", page.Prev, err)
 	}
 	return nil
 }
 
-func writePage(ctx context.Context, tx pgx.Tx, page model.Page) error {
-	archive, quarantine := splitArchivable(page.Events)
-	fresh, conflicts, err := archiveEvents(ctx, tx, archive)
+func (s *Store) writeTx(ctx context.Context, page model.Page) error {
+	tx, err := s.pool.Begin(ctx)
 	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if err := writePage(ctx, tx, page); err != nil {
 		return err
 	}
-	quarantine = append(quarantine, conflicts...)
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// isolateRejected asks PostgreSQL, event by event, which JSON it refuses,
+// and strips that JSON from the event (the bytes stay in Raw, which is
+// stored as the original). It returns how many events it changed.
+func (s *Store) isolateRejected(ctx context.Context, events []model.Event) int {
+	changed := 0
+	for i := range events {
+		ev := &events[i]
+		for _, part := range []struct {
+			name string
+			v    *json.RawMessage
+		}{{"data", &ev.Data}, {"context", &ev.Context}, {"extra fields", &ev.Extra}} {
+			if len(*part.v) == 0 {
+				continue
+			}
+			var ok bool
+			err := s.pool.QueryRow(ctx, `SELECT $1::text::jsonb IS NOT NULL`, string(*part.v)).Scan(&ok)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) {
+				*part.v = nil
+				ev.Sanitized = true
+				reason := fmt.Sprintf("%s: PostgreSQL refuses it: %s", part.name, pgErr.Message)
+				ev.Problem = strings.Trim(ev.Problem+"; "+reason, "; ")
+				changed++
+			}
+		}
+	}
+	return changed
+}
+
+func writePage(ctx context.Context, tx pgx.Tx, page model.Page) error {
+	var (
+		fresh      []model.Event
+		quarantine []model.Quarantined
+	)
+	// An id repeated within the page goes in a later round, so that it
+	// meets its first occurrence the way a repeat across pages does.
+	rounds, noID := splitRounds(page.Events)
+	for _, ev := range noID {
+		quarantine = append(quarantine, model.NewQuarantined(ev, model.QuarantineEnvelope, ev.Problem))
+	}
+	for _, round := range rounds {
+		f, conflicts, err := archiveEvents(ctx, tx, round)
+		if err != nil {
+			return err
+		}
+		fresh = append(fresh, f...)
+		quarantine = append(quarantine, conflicts...)
+	}
 	rows := model.Project(fresh)
 	rows.Quarantine = append(rows.Quarantine, quarantine...)
 
@@ -100,13 +174,18 @@ func writePage(ctx context.Context, tx pgx.Tx, page model.Page) error {
 	queueVault(b, rows.Vault)
 	queueKeys(b, rows.Keys)
 	queueQuarantine(b, rows.Quarantine)
+	queueGaps(b, page.Stream.Name, page.Gaps)
+	st := page.Stream
 	cursor := b.Queue(`
-		INSERT INTO sync_cursors (stream, after_id, event_types, updated_at)
-		VALUES ($1, $2, $3, now())
+		INSERT INTO sync_cursors AS c (stream, after_id, after_created_at, event_types, range_start, range_end, done, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now())
 		ON CONFLICT (stream) DO UPDATE
-		SET after_id = excluded.after_id, event_types = excluded.event_types, updated_at = now()
-		WHERE sync_cursors.after_id IS NOT DISTINCT FROM $4`,
-		page.Stream, nullIfEmpty(page.Next), page.EventTypes, nullIfEmpty(page.Prev))
+		SET after_id = excluded.after_id, after_created_at = excluded.after_created_at,
+		    event_types = excluded.event_types, range_start = excluded.range_start,
+		    range_end = excluded.range_end, done = excluded.done, updated_at = now()
+		WHERE c.after_id IS NOT DISTINCT FROM $8`,
+		st.Name, nullIfEmpty(st.AfterID), timestamptz(st.AfterTime), st.EventTypes,
+		timestamptz(st.RangeStart), timestamptz(st.RangeEnd), st.Done, nullIfEmpty(page.Prev))
 	var moved bool
 	cursor.Exec(func(tag pgconn.CommandTag) error {
 		moved = tag.RowsAffected() == 1
@@ -121,27 +200,24 @@ func writePage(ctx context.Context, tx pgx.Tx, page model.Page) error {
 	return nil
 }
 
-// splitArchivable separates the events that can be archived (they have an
-// id) from those that can only be quarantined, and drops repeats of an id
-// within the page, quarantining a repeat whose content differs.
-func splitArchivable(events []model.Event) (archive []model.Event, quarantine []model.Quarantined) {
+// splitRounds puts the events with an id in rounds in which no id repeats,
+// keeping page order, and returns apart those without an id, which can only
+// be quarantined.
+func splitRounds(events []model.Event) (rounds [][]model.Event, noID []model.Event) {
 	seen := make(map[string]int, len(events))
-	archive = make([]model.Event, 0, len(events))
 	for _, ev := range events {
 		if ev.ID == "" {
-			quarantine = append(quarantine, model.NewQuarantined(ev, model.QuarantineEnvelope, ev.Problem))
+			noID = append(noID, ev)
 			continue
 		}
-		if i, dup := seen[ev.ID]; dup {
-			if !bytes.Equal(archive[i].Raw, ev.Raw) {
-				quarantine = append(quarantine, model.NewQuarantined(ev, model.QuarantineConflict, "id repeated within a page with other content"))
-			}
-			continue
+		r := seen[ev.ID]
+		seen[ev.ID] = r + 1
+		if r == len(rounds) {
+			rounds = append(rounds, make([]model.Event, 0, len(events)))
 		}
-		seen[ev.ID] = len(archive)
-		archive = append(archive, ev)
+		rounds[r] = append(rounds[r], ev)
 	}
-	return archive, quarantine
+	return rounds, noID
 }
 
 // archiveEvents inserts the events into workos_events and returns the ones
@@ -186,8 +262,8 @@ func archiveEvents(ctx context.Context, tx pgx.Tx, events []model.Event) (fresh 
 		UNION ALL
 		SELECT i.id, false
 		FROM input i JOIN workos_events w ON w.id = i.id
-		WHERE (w.event_type, w.created_at, w.data, w.context)
-		      IS DISTINCT FROM (i.event_type, i.created_at, i.data, i.context)`,
+		WHERE (w.event_type, w.created_at, w.data, w.context, w.extra)
+		      IS DISTINCT FROM (i.event_type, i.created_at, i.data, i.context, i.extra)`,
 		ids, types, created, data, contexts, extras, sanitized, originals)
 	if err != nil {
 		return nil, nil, fmt.Errorf("archive events: %w", err)
@@ -201,7 +277,7 @@ func archiveEvents(ctx context.Context, tx pgx.Tx, events []model.Event) (fresh 
 		if isNew {
 			fresh = append(fresh, ev)
 		} else {
-			conflicts = append(conflicts, model.NewQuarantined(ev, model.QuarantineConflict, "id already archived with other content"))
+			conflicts = append(conflicts, model.NewQuarantined(ev, model.QuarantineConflict, "id seen again with other content; the first is kept"))
 		}
 		return nil
 	})
@@ -233,8 +309,8 @@ func queueActors(b *pgx.Batch, actors []model.ActorSeen) {
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
 		     AS t(id, source, name, first_seen, last_seen)
 		ON CONFLICT (actor_id) DO UPDATE SET
-			actor_source  = CASE WHEN excluded.last_seen_at >= a.last_seen_at THEN excluded.actor_source ELSE a.actor_source END,
-			actor_name    = CASE WHEN excluded.last_seen_at >= a.last_seen_at THEN excluded.actor_name ELSE a.actor_name END,
+			actor_source  = CASE WHEN excluded.last_seen_at >= a.last_seen_at THEN coalesce(excluded.actor_source, a.actor_source) ELSE a.actor_source END,
+			actor_name    = CASE WHEN excluded.last_seen_at >= a.last_seen_at THEN coalesce(excluded.actor_name, a.actor_name) ELSE a.actor_name END,
 			first_seen_at = least(a.first_seen_at, excluded.first_seen_at),
 			last_seen_at  = greatest(a.last_seen_at, excluded.last_seen_at)`,
 		ids, sources, names, first, last)
@@ -306,6 +382,17 @@ func queueQuarantine(b *pgx.Batch, q []model.Quarantined) {
 		     AS t(fp, id, type, kind, reason, raw)
 		ON CONFLICT (fingerprint) DO NOTHING`,
 		fps, ids, types, kinds, reasons, raws)
+}
+
+func queueGaps(b *pgx.Batch, stream string, gaps []model.Gap) {
+	for _, g := range gaps {
+		b.Queue(`INSERT INTO sync_gaps (stream, gap_from, gap_to, reason) VALUES ($1, $2, $3, $4)`,
+			stream, g.From, g.To, g.Reason)
+	}
+}
+
+func timestamptz(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
 }
 
 func nullIfEmpty(s string) *string {
