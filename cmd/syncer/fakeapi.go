@@ -52,7 +52,9 @@ POST /_fake/faults queues faults (JSON array), GET /_fake/stats.`, stdout)
 	}
 	step := time.Second
 	if n > 0 {
-		step = max(time.Millisecond, time.Since(start)/time.Duration(n+1))
+		// Gaps are random around step; aim a tenth short of now so that
+		// the stream does not run into the future.
+		step = max(time.Millisecond, time.Since(start)*9/10/time.Duration(n+1))
 	}
 	gen := fakeapi.NewGenerator(fakeapi.GenConfig{Seed: seed, Start: start.Truncate(time.Millisecond), Step: step})
 	srv := fakeapi.New(fakeapi.Config{APIKey: key, Latency: latency, Generator: gen, Logger: logger})
@@ -73,7 +75,7 @@ POST /_fake/faults queues faults (JSON array), GET /_fake/stats.`, stdout)
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					srv.Append(gen.Next())
+					srv.Generate(1)
 				}
 			}
 		}()

@@ -87,6 +87,7 @@ type syncSettings struct {
 	noMigrate   bool
 	interval    time.Duration
 	timeout     time.Duration
+	wait        bool
 	log         logSettings
 }
 
@@ -106,6 +107,9 @@ func (s *syncSettings) register(c *command, daemon bool) {
 	if daemon {
 		c.fs.DurationVar(&s.interval, "interval", 30*time.Second, "time between polls once caught up")
 		c.env("interval", "SYNCER_INTERVAL")
+	} else {
+		c.fs.BoolVar(&s.wait, "wait", false, "if another syncer is writing to the database, wait for it instead of exiting 0")
+		c.env("wait", "SYNCER_WAIT")
 	}
 	s.log.register(c)
 }
@@ -149,28 +153,109 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if daemon {
-		filter := s.events.String()
-		if filter == "" {
-			filter = "vault (default)"
-		}
-		logger.Info("syncer running", "interval", s.interval.String(), "events", filter)
-		err := p.Run(ctx, s.interval, nil)
-		if err == nil {
-			logger.Info("stopped by signal; every page written is committed")
-		}
-		return exitCodeFor(err)
+		return runDaemon(ctx, st, p, &s, logger)
 	}
-	res, err := p.Sync(ctx)
+	lock, err := st.Lock(ctx, store.LockOptions{Wait: s.wait, Waiting: func() {
+		logger.Info("another syncer holds the writer lock; waiting for it (--wait)")
+	}})
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		fmt.Fprintln(stdout, "another syncer is writing to this database; nothing to do (--wait waits for it)")
+		return nil
+	case err != nil && ctx.Err() != nil:
+		return nil
+	case err != nil:
+		return err
+	}
+	defer lock.Release()
+	lctx, cancel := whileHeld(ctx, lock)
+	defer cancel()
+	res, err := p.Sync(lctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			logger.Info("interrupted; every page written so far is committed", "pages", res.Pages, "cursor", res.Cursor)
 			return nil
 		}
+		if lctx.Err() != nil {
+			return fmt.Errorf("lost the writer lock (the database connection failed) after %d pages; run again to continue: %w", res.Pages, err)
+		}
 		return exitCodeFor(err)
 	}
 	fmt.Fprintf(stdout, "caught up: %d events in %d pages in %s; cursor %s\n",
 		res.Events, res.Pages, res.Duration.Round(time.Millisecond), orNone(res.Cursor))
+	for _, g := range res.Gaps {
+		fmt.Fprintf(stdout, "GAP: events from %s to %s may be lost: %s\n", g.From.UTC().Format(time.RFC3339), g.To.UTC().Format(time.RFC3339), g.Reason)
+	}
 	return nil
+}
+
+// whileHeld is ctx, cancelled also when the lock is lost.
+func whileHeld(ctx context.Context, lock *store.Lock) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	return lctx, cancel
+}
+
+// runDaemon is "syncer run": the active replica holds the writer lock and
+// polls; a standby waits for the lock and takes over within seconds of the
+// active one dying. Losing the database loses the lock; it is taken again
+// once the database is back.
+func runDaemon(ctx context.Context, st *store.Store, p *poller.Poller, s *syncSettings, logger *slog.Logger) error {
+	filter := s.events.String()
+	if filter == "" {
+		filter = "vault (default)"
+	}
+	logger.Info("syncer running", "interval", s.interval.String(), "events", filter)
+	failures := 0
+	for {
+		lock, err := st.Lock(ctx, store.LockOptions{Wait: true, Waiting: func() {
+			logger.Info("standby: another syncer holds the writer lock; taking over when it stops")
+		}})
+		if ctx.Err() != nil {
+			logger.Info("stopped by signal; every page written is committed")
+			return nil
+		}
+		if err != nil {
+			failures++
+			wait := min(s.interval, time.Second<<min(failures-1, 10))
+			logger.Error("cannot take the writer lock; will retry", "error", err, "retry_in", wait.String())
+			if sleepCtx(ctx, wait) != nil {
+				return nil
+			}
+			continue
+		}
+		failures = 0
+		logger.Info("active: holding the writer lock")
+		lctx, cancel := whileHeld(ctx, lock)
+		err = p.Run(lctx, s.interval, nil)
+		cancel()
+		lock.Release()
+		if ctx.Err() != nil {
+			logger.Info("stopped by signal; every page written is committed")
+			return nil
+		}
+		if err != nil {
+			return exitCodeFor(err)
+		}
+		logger.Warn("lost the writer lock: the database connection failed; taking it again")
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func exitCodeFor(err error) error {

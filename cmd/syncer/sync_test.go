@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/syncer-audit/syncer/internal/fakeapi"
 	"github.com/syncer-audit/syncer/internal/model"
 	"github.com/syncer-audit/syncer/internal/pgtest"
+	"github.com/syncer-audit/syncer/internal/store"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -441,4 +444,111 @@ func TestDemoRefusesToWriteFakeEventsIntoARealDatabase(t *testing.T) {
 	if !errors.As(err, &ec) || ec.ExitCode() != exitUsage || !strings.Contains(err.Error(), "made-up events") {
 		t.Errorf("demo with DATABASE_URL and no API key: %v; want a refusal", err)
 	}
+}
+
+func TestOneWriterAtATime(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 300)
+	ctx := context.Background()
+	if _, _, err := w.syncer("migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, w.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	held, err := st.Lock(ctx, store.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second sync while another holds the lock exits 0 and writes nothing.
+	out, _, err := w.syncer("sync", "--events", "all")
+	if err != nil || !strings.Contains(out, "another syncer is writing to this database") {
+		t.Errorf("sync while locked: %q, %v; want exit 0 saying another syncer holds the lock", out, err)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 0 {
+		t.Errorf("a locked-out sync wrote %d events", got)
+	}
+	// With --wait it waits, and works once the lock is free.
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := w.syncer("sync", "--events", "all", "--wait")
+		done <- err
+	}()
+	waitFor(t, func() bool {
+		return w.count(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'syncer' AND query LIKE '%pg_try_advisory_lock%'`) > 1
+	})
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 0 {
+		t.Errorf("sync --wait wrote %d events while the lock was held", got)
+	}
+	held.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("sync --wait: %v", err)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 300 {
+		t.Errorf("after the lock was released %d events; want 300", got)
+	}
+}
+
+func TestAStandbyTakesOverWhenTheActiveDaemonStops(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 200)
+	if _, _, err := w.syncer("migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	type replica struct {
+		stop context.CancelFunc
+		done chan error
+		logs *syncBuffer
+	}
+	start := func() replica {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := replica{stop: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+		go func() {
+			r.done <- run(ctx, []string{"run", "--events", "all", "--interval", "1s", "--no-migrate"},
+				func(k string) string { return w.env[k] }, io.Discard, r.logs)
+		}()
+		return r
+	}
+	active := start()
+	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 200 })
+	standby := start()
+	waitFor(t, func() bool { return strings.Contains(standby.logs.String(), "standby") })
+
+	active.stop() // the active replica dies
+	if err := <-active.done; err != nil {
+		t.Fatalf("active replica: %v", err)
+	}
+	took := time.Now()
+	w.api.Append(w.gen.Take(50)...)
+	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 250 })
+	if d := time.Since(took); d > 30*time.Second {
+		t.Errorf("the standby took %s to take over; want under 30s", d)
+	}
+	if !strings.Contains(standby.logs.String(), "active: holding the writer lock") {
+		t.Errorf("standby logs do not show the takeover:\n%s", standby.logs.String())
+	}
+	standby.stop()
+	if err := <-standby.done; err != nil {
+		t.Errorf("standby replica: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a goroutine writes logs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

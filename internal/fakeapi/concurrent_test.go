@@ -103,3 +103,47 @@ func TestConcurrentAppendWhilePaging(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateConcurrently grows the stream from several goroutines and the
+// control route at once, as the fakeapi command does on a timer: nothing
+// may fail, and the result is the generator's stream in order.
+func TestGenerateConcurrently(t *testing.T) {
+	t.Parallel()
+	s := New(Config{APIKey: testKey, Generator: NewGenerator(GenConfig{Seed: 16})})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for range 50 {
+				s.Generate(3)
+			}
+		})
+	}
+	errs := make(chan error, 1)
+	wg.Go(func() {
+		for range 50 {
+			req := httptest.NewRequest(http.MethodPost, "/_fake/events?n=4", nil)
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				errs <- fmt.Errorf("POST /_fake/events?n=4: %d %s", rec.Code, rec.Body)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	want := idsOf(NewGenerator(GenConfig{Seed: 16}).Take(3*50*3 + 50*4))
+	if got := pageAll(t, s, allKnownQuery()+"&limit=100"); !slices.Equal(got, want) {
+		t.Fatalf("served %d events, want the generator's %d in order", len(got), len(want))
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Generate without a Generator did not panic")
+		}
+	}()
+	New(Config{APIKey: testKey}).Generate(1)
+}

@@ -69,7 +69,7 @@ func (s *Server) controlEvents(w http.ResponseWriter, r *http.Request) {
 		s.mu.RUnlock()
 		writeJSON(w, http.StatusOK, resp)
 		return
-	case errors.Is(err, ErrOrder):
+	case errors.Is(err, errOrder):
 		status = http.StatusConflict
 	default:
 		status = http.StatusBadRequest
@@ -83,12 +83,8 @@ func (s *Server) appendGenerated(nParam string) (int, error) {
 	if err != nil || n < 1 || n > maxGenerate {
 		return 0, fmt.Errorf("n must be an integer in 1..%d, got %q", maxGenerate, nParam)
 	}
-	s.genMu.Lock()
-	defer s.genMu.Unlock()
-	if s.gen == nil {
-		return 0, errors.New("no generator: start the fake with Config.Generator set")
-	}
-	return n, s.append(s.gen.Take(n))
+	evs, err := s.generate(n)
+	return len(evs), err
 }
 
 func (s *Server) appendBody(w http.ResponseWriter, r *http.Request) (int, error) {

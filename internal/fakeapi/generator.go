@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/syncer-audit/syncer/internal/model"
@@ -35,9 +36,10 @@ var defaultStart = time.Date(2026, 3, 12, 17, 58, 1, 120_000_000, time.UTC)
 // actors, Vault entries, keys and organizations that recur the way they do
 // in a real tenant, so tests and benchmarks see plausible repetition and
 // the syncer's projections get exercised on every Vault payload shape.
-// It is not safe for concurrent use; a Server given one in its Config
-// serialises its own use of it.
+// It is safe for concurrent use, though events taken by several goroutines
+// interleave; to grow a Server's stream while it runs, use Server.Generate.
 type Generator struct {
+	mu         sync.Mutex
 	rng        *rand.Rand
 	at         int64   // created_at of the next event, Unix nanoseconds
 	step       float64 // mean gap, nanoseconds
@@ -229,9 +231,11 @@ func asciiName(s string) string {
 
 // Take returns the next n events.
 func (g *Generator) Take(n int) []Event {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	evs := make([]Event, n)
 	for i := range evs {
-		evs[i] = g.Next()
+		evs[i] = g.next()
 	}
 	return evs
 }
@@ -239,6 +243,12 @@ func (g *Generator) Take(n int) []Event {
 // Next returns the next event. Ids strictly increase and created_at never
 // goes backwards.
 func (g *Generator) Next() Event {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.next()
+}
+
+func (g *Generator) next() Event {
 	ms := uint64(g.at / int64(time.Millisecond))
 	created := time.UnixMilli(int64(ms)).UTC()
 	ts := created.Format(createdAtLayout)

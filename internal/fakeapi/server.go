@@ -40,8 +40,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger gets one debug line per request (default: discards).
 	Logger *slog.Logger
-	// Generator feeds POST /_fake/events?n=N, so another process can grow
-	// the stream. The Server takes it over: do not use it elsewhere.
+	// Generator feeds Server.Generate and POST /_fake/events?n=N, so the
+	// stream can grow while the fake runs. Taking events from it directly
+	// as well is safe, but they must be appended before any later ones.
 	Generator *Generator
 }
 
@@ -80,8 +81,7 @@ type stored struct {
 	id      string
 	json    []byte
 	created int64 // Unix nanoseconds
-	typ     int32
-	org     int32
+	typ     int32 // index into Server.byType
 }
 
 // Stats says what the fake has answered, for tests that assert how a client
@@ -112,10 +112,10 @@ type Stats struct {
 	LastQuery string `json:"last_query"`
 }
 
-// ErrOrder is wrapped by the error of an append that would put an event
+// errOrder is wrapped by the error of an append that would put an event
 // before or at an existing one: the stream is kept sorted by id, and
 // created_at must not go backwards.
-var ErrOrder = errors.New("events out of order")
+var errOrder = errors.New("events out of order")
 
 // New returns a Server for cfg. It panics when APIKey is empty or a
 // duration is negative: a fake set up wrongly is a bug in the test.
@@ -154,7 +154,8 @@ func New(cfg Config) *Server {
 // Append adds events to the end of the stream. Each event needs an ID, a
 // Type and a CreatedAt, or JSON holding them (then the empty fields are
 // filled from it, and fields given must agree with it); an event with no
-// JSON is served as a minimal envelope with empty data. Ids must strictly
+// JSON is served as a minimal envelope with empty data and created_at cut
+// to the millisecond. Ids must strictly
 // increase and created_at must not go backwards, within evs and after the
 // events already held.
 //
@@ -165,6 +166,30 @@ func (s *Server) Append(evs ...Event) {
 	if err := s.append(evs); err != nil {
 		panic("fakeapi: " + err.Error())
 	}
+}
+
+// Generate appends the next n events of Config.Generator and returns them.
+// Taking and appending happen under one lock, shared with POST
+// /_fake/events?n=N, so a process may grow the stream on a timer while the
+// control route is used; Append(gen.Next()) from two places could
+// interleave and fail. It panics like Append, and when there is no
+// Generator.
+func (s *Server) Generate(n int) []Event {
+	evs, err := s.generate(n)
+	if err != nil {
+		panic("fakeapi: " + err.Error())
+	}
+	return evs
+}
+
+func (s *Server) generate(n int) ([]Event, error) {
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	if s.gen == nil {
+		return nil, errors.New("no generator: start the fake with Config.Generator set")
+	}
+	evs := s.gen.Take(n)
+	return evs, s.append(evs)
 }
 
 // Len returns the number of events held, served or not.
@@ -232,18 +257,18 @@ func (s *Server) append(evs []Event) error {
 		if o != 0 {
 			s.byOrg[o] = append(s.byOrg[o], i)
 		}
-		s.events = append(s.events, stored{id: ev.ID, json: ev.JSON, created: ev.CreatedAt.UnixNano(), typ: t, org: o})
+		s.events = append(s.events, stored{id: ev.ID, json: ev.JSON, created: ev.CreatedAt.UnixNano(), typ: t})
 	}
 	return nil
 }
 
 func inOrder(prev, next Event) error {
 	if next.ID <= prev.ID {
-		return fmt.Errorf("id %s is not after %s: %w", next.ID, prev.ID, ErrOrder)
+		return fmt.Errorf("id %s is not after %s: %w", next.ID, prev.ID, errOrder)
 	}
 	if next.CreatedAt.Before(prev.CreatedAt) {
 		return fmt.Errorf("event %s: created_at %s is before %s's: %w",
-			next.ID, next.CreatedAt.Format(time.RFC3339Nano), prev.ID, ErrOrder)
+			next.ID, next.CreatedAt.Format(time.RFC3339Nano), prev.ID, errOrder)
 	}
 	return nil
 }
@@ -451,29 +476,27 @@ func parseQuery(v url.Values) (q query, status int, body []byte) {
 
 // page returns up to q.limit matching events in id order, and whether a
 // further matching event is servable now. It copies only the page: the
-// start is found by binary search, and the scan walks the per-type (or
-// per-organization) index, so a rare type in a million events is cheap.
+// bounds are found by binary search, and a rare type (or an organization)
+// is found through its index rather than by walking the stream, so pages
+// stay cheap over a million events.
 func (s *Server) page(q query, now time.Time) ([]stored, bool) {
 	s.mu.RLock()
 	all := s.events
-	var lists [][]int32
-	var typeOK map[int32]bool // only with an organization filter
-	if q.org != "" {
-		o, ok := s.orgIDs[q.org]
-		if ok && o != 0 {
+	typeOK := make([]bool, len(s.byType))
+	var lists [][]int32 // index lists to merge
+	wanted := 0         // events of the wanted types
+	for _, t := range q.types {
+		if id, ok := s.typeIDs[t]; ok {
+			typeOK[id] = true
+			lists = append(lists, s.byType[id])
+			wanted += len(s.byType[id])
+		}
+	}
+	byOrg := q.org != ""
+	if byOrg {
+		lists = nil
+		if o := s.orgIDs[q.org]; o != 0 {
 			lists = [][]int32{s.byOrg[o]}
-		}
-		typeOK = map[int32]bool{}
-		for _, t := range q.types {
-			if id, ok := s.typeIDs[t]; ok {
-				typeOK[id] = true
-			}
-		}
-	} else {
-		for _, t := range q.types {
-			if id, ok := s.typeIDs[t]; ok {
-				lists = append(lists, s.byType[id])
-			}
 		}
 	}
 	s.mu.RUnlock()
@@ -497,30 +520,37 @@ func (s *Server) page(q query, now time.Time) ([]stored, bool) {
 	if q.hasEnd {
 		hi = min(hi, atOrAfter(q.end))
 	}
-	if lo >= hi {
-		return nil, false
-	}
 
-	pos := make([]int, len(lists))
-	for i, l := range lists {
-		pos[i] = sort.Search(len(l), func(j int) bool { return int(l[j]) >= lo })
-	}
 	out := make([]stored, 0, q.limit+1)
-	for len(out) <= q.limit {
-		best, bestAt := -1, hi
+	if !byOrg && wanted*4 >= len(all) {
+		// The wanted types make up much of the stream (every type, or the
+		// Vault types): walking it beats merging many index lists.
+		for i := lo; i < hi && len(out) <= q.limit; i++ {
+			if typeOK[all[i].typ] {
+				out = append(out, all[i])
+			}
+		}
+	} else {
+		pos := make([]int, len(lists))
 		for i, l := range lists {
-			for typeOK != nil && pos[i] < len(l) && int(l[pos[i]]) < hi && !typeOK[all[l[pos[i]]].typ] {
-				pos[i]++
-			}
-			if pos[i] < len(l) && int(l[pos[i]]) < bestAt {
-				best, bestAt = i, int(l[pos[i]])
-			}
+			pos[i] = sort.Search(len(l), func(j int) bool { return int(l[j]) >= lo })
 		}
-		if best < 0 {
-			break
+		for len(out) <= q.limit {
+			best, bestAt := -1, hi
+			for i, l := range lists {
+				for byOrg && pos[i] < len(l) && int(l[pos[i]]) < hi && !typeOK[all[l[pos[i]]].typ] {
+					pos[i]++
+				}
+				if pos[i] < len(l) && int(l[pos[i]]) < bestAt {
+					best, bestAt = i, int(l[pos[i]])
+				}
+			}
+			if best < 0 {
+				break
+			}
+			out = append(out, all[bestAt])
+			pos[best]++
 		}
-		out = append(out, all[bestAt])
-		pos[best]++
 	}
 	if len(out) > q.limit {
 		return out[:q.limit], true

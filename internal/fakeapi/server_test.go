@@ -61,7 +61,7 @@ func TestTypeFilterForms(t *testing.T) {
 	evs := NewGenerator(GenConfig{Seed: 2}).Take(400)
 	s := New(Config{APIKey: testKey})
 	s.Append(evs...)
-	read, created, byok := model.VaultDataRead, model.VaultDataCreated, model.VaultBYOKKeyDeleted
+	read, created, byok, kek := model.VaultDataRead, model.VaultDataCreated, model.VaultBYOKKeyDeleted, model.VaultKEKCreated
 	tests := []struct {
 		name  string
 		query string
@@ -75,6 +75,7 @@ func TestTypeFilterForms(t *testing.T) {
 		{"brackets escaped", "events%5B%5D=" + read, []string{read}},
 		{"all forms at once", "events=" + read + "&events[]=" + created + "," + byok, []string{read, created, byok}},
 		{"duplicates", "events=" + read + "&events=" + read + "," + read + "&events[]=" + read, []string{read}},
+		{"duplicates of rare types", "events=" + byok + "&events=" + byok + "," + kek + "&events[]=" + kek, []string{byok, kek}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
