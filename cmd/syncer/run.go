@@ -26,6 +26,7 @@ commands:
   run       the same as a daemon, polling every --interval
   status    where the cursor stands, how fresh the archive is, what it holds
   migrate   up | down [N] | version: manage the database schema
+  reprocess rebuild the Vault tables from the raw archive
   demo      try it: a throwaway database and a fake API, then an audit report
   fakeapi   serve the fake Events API (for demos, tests and benchmarks)
   devdb     start a throwaway PostgreSQL and print its URL, until Ctrl-C
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdStatus(ctx, args[1:], getenv, stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "reprocess":
+		err = cmdReprocess(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], getenv, stdout, stderr)
 	case "fakeapi":

@@ -158,3 +158,51 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+func cmdReprocess(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c := newCommand("reprocess", `Rebuild the Vault tables (vault_events, vault_event_keys, vault_actors) and
+the projection quarantine from the raw archive, with this binary's projection:
+after an upgrade that understands more, events quarantined before may now be
+projected. One transaction; running it again gives the same tables. It takes
+the writer lock, so a running syncer pauses meanwhile.`, stdout)
+	var (
+		databaseURL string
+		wait        bool
+	)
+	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
+	c.env("database-url", "DATABASE_URL")
+	c.fs.BoolVar(&wait, "wait", false, "wait for a running syncer's writer lock instead of failing")
+	if err := c.parse(args, getenv); err != nil {
+		return err
+	}
+	if databaseURL == "" {
+		return usageError("no database: set DATABASE_URL or --database-url")
+	}
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	lock, err := st.Lock(ctx, store.LockOptions{Wait: wait})
+	if err != nil {
+		return fmt.Errorf("reprocess: %w (--wait waits for it)", err)
+	}
+	defer lock.Release()
+	before, err := st.Status(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := st.Reprocess(ctx, 0)
+	if err != nil {
+		return err
+	}
+	was := int64(0)
+	for _, q := range before.Quarantine {
+		if q.Label == "projection" {
+			was = q.N
+		}
+	}
+	fmt.Fprintf(stdout, "reprocessed %d archived Vault events: %d projected, %d quarantined for projection (before: %d)\n",
+		res.Events, res.Projected, res.Quarantined, was)
+	return nil
+}
