@@ -15,6 +15,14 @@ test:
 	@[ -d test/emulator/node_modules/workos ] || npm ci --prefix test/emulator --no-audit --no-fund
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -fuzz=FuzzDecodeAndProject -fuzztime=$(FUZZTIME) ./internal/model
+
+FUZZTIME ?= 10s
+
+# A longer fuzzing session of the decoder and projection: make fuzz FUZZTIME=10m.
+# New crashers land in internal/model/testdata/fuzz; commit them as seeds.
+fuzz:
+	$(GO) test -run '^$$' -fuzz=FuzzDecodeAndProject -fuzztime=$(FUZZTIME) ./internal/model
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/syncer ./cmd/syncer
