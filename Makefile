@@ -1,7 +1,7 @@
 # The two commands of the README, and a few more.
 GO ?= go
 
-.PHONY: demo test build fuzz
+.PHONY: demo test build fuzz crash-test
 
 # Run the main job on a throwaway PostgreSQL and the fake Events API (or on
 # DATABASE_URL and WORKOS_API_KEY when set), then print an audit report.
@@ -23,6 +23,12 @@ FUZZTIME ?= 10s
 # New crashers land in internal/model/testdata/fuzz; commit them as seeds.
 fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecodeAndProject -fuzztime=$(FUZZTIME) ./internal/model
+
+# The crash and fault suite at full scale: 50,000 events, 20 SIGKILLs at
+# random moments, database connections killed under the daemon.
+crash-test:
+	@[ -n "$$SYNCER_TEST_DATABASE_URL" ] || scripts/ensure-postgres
+	SYNCER_CRASH_EVENTS=50000 SYNCER_CRASH_KILLS=20 $(GO) test -count=1 -v -run 'TestCrash|TestDatabaseConnections|TestFaults|TestHostile' ./cmd/syncer
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/syncer ./cmd/syncer
