@@ -32,6 +32,8 @@ type world struct {
 	evs []fakeapi.Event
 	db  string
 	env map[string]string
+	// fakeURL is the fake API's address.
+	fakeURL string
 }
 
 func newWorld(t *testing.T, n int) *world {
@@ -42,7 +44,7 @@ func newWorld(t *testing.T, n int) *world {
 	api.Append(evs...)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	w := &world{t: t, api: api, gen: gen, evs: evs, db: pgtest.URL(t)}
+	w := &world{t: t, api: api, gen: gen, evs: evs, db: pgtest.URL(t), fakeURL: srv.URL}
 	w.env = map[string]string{
 		"DATABASE_URL":      w.db,
 		"WORKOS_API_KEY":    fakeKey,
@@ -67,12 +69,18 @@ func (w *world) syncerCtx(ctx context.Context, args ...string) (stdout, stderr s
 	return out.String(), errb.String(), err
 }
 
-func (w *world) count(sql string, args ...any) int {
+func (w *world) conn() *pgx.Conn {
 	w.t.Helper()
 	conn, err := pgx.Connect(context.Background(), w.db)
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	return conn
+}
+
+func (w *world) count(sql string, args ...any) int {
+	w.t.Helper()
+	conn := w.conn()
 	defer conn.Close(context.Background())
 	var n int
 	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
