@@ -27,6 +27,7 @@ commands:
   status    where the cursor stands, how fresh the archive is, what it holds
   migrate   up | down [N] | version: manage the database schema
   reprocess rebuild the Vault tables from the raw archive
+  grant-reader ROLE  make ROLE a read-only user of the audit tables
   demo      try it: a throwaway database and a fake API, then an audit report
   fakeapi   serve the fake Events API (for demos, tests and benchmarks)
   devdb     start a throwaway PostgreSQL and print its URL, until Ctrl-C
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdStatus(ctx, args[1:], getenv, stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "grant-reader":
+		err = cmdGrantReader(ctx, args[1:], getenv, stdout, stderr)
 	case "reprocess":
 		err = cmdReprocess(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
@@ -90,6 +93,7 @@ type syncSettings struct {
 	noMigrate   bool
 	interval    time.Duration
 	timeout     time.Duration
+	attempts    int
 	wait        bool
 	log         logSettings
 }
@@ -107,6 +111,8 @@ func (s *syncSettings) register(c *command, daemon bool) {
 	c.env("no-migrate", "SYNCER_NO_MIGRATE")
 	c.fs.DurationVar(&s.timeout, "request-timeout", 30*time.Second, "time limit of one API request, body included")
 	c.env("request-timeout", "SYNCER_REQUEST_TIMEOUT")
+	c.fs.IntVar(&s.attempts, "max-attempts", 8, "attempts at one API request before the sync fails (retries back off\nfrom 0.5s to 30s, or as Retry-After says)")
+	c.env("max-attempts", "SYNCER_MAX_ATTEMPTS")
 	if daemon {
 		c.fs.DurationVar(&s.interval, "interval", 30*time.Second, "time between polls once caught up")
 		c.env("interval", "SYNCER_INTERVAL")
@@ -134,6 +140,9 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	if daemon && s.interval < time.Second {
 		return usageError("--interval %s: want at least 1s", s.interval)
+	}
+	if s.attempts < 1 || s.timeout <= 0 {
+		return usageError("--max-attempts %d, --request-timeout %s: want at least 1 and more than 0", s.attempts, s.timeout)
 	}
 	logger, err := s.log.logger(stderr)
 	if err != nil {
@@ -276,6 +285,7 @@ func newPoller(s *syncSettings, apiKey string, hc *http.Client, sink poller.Sink
 		APIKey:         apiKey,
 		HTTPClient:     hc,
 		RequestTimeout: s.timeout,
+		MaxAttempts:    s.attempts,
 		Logger:         logger,
 	})
 	if err != nil {

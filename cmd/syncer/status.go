@@ -206,3 +206,42 @@ the writer lock, so a running syncer pauses meanwhile.`, stdout)
 		res.Events, res.Projected, res.Quarantined, was)
 	return nil
 }
+
+func cmdGrantReader(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c := newCommand("grant-reader", `usage: syncer grant-reader [flags] ROLE
+
+Make ROLE a read-only user of the audit trail, for dashboards and analysts:
+SELECT on the audit tables and views, nothing else. The role is created if it
+does not exist: with LOGIN and the password read from the environment variable
+named by --password-env, or NOLOGIN without it. Run it again after an upgrade
+that adds tables.`, stdout)
+	var databaseURL, passwordEnv string
+	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL (of a role allowed to create roles)")
+	c.env("database-url", "DATABASE_URL")
+	c.fs.StringVar(&passwordEnv, "password-env", "", "name of the environment variable holding the role's password")
+	if err := c.parse(args, getenv); err != nil {
+		return err
+	}
+	if c.fs.NArg() != 1 {
+		return usageError("grant-reader: want one role name")
+	}
+	if databaseURL == "" {
+		return usageError("no database: set DATABASE_URL or --database-url")
+	}
+	role, password := c.fs.Arg(0), ""
+	if passwordEnv != "" {
+		if password = getenv(passwordEnv); password == "" {
+			return usageError("--password-env %s: that environment variable is empty", passwordEnv)
+		}
+	}
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.GrantReader(ctx, role, password); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s can now read the audit trail, and only read it\n", role)
+	return nil
+}

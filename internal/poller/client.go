@@ -287,7 +287,11 @@ func (c *Client) attempt(ctx context.Context, query string) (Response, error) {
 		return Response{}, &TooLargeError{Limit: c.cfg.MaxResponseBytes, RequestID: requestID}
 	}
 	if res.StatusCode != http.StatusOK {
-		return Response{}, statusError(res, body, requestID)
+		se := statusError(res, body, requestID)
+		// A server (or a proxy) that echoes the request must not put the
+		// key into our errors and logs.
+		se.Message = strings.ReplaceAll(se.Message, c.cfg.APIKey, "[redacted]")
+		return Response{}, se
 	}
 	list, err := model.DecodeList(body)
 	if err != nil {
