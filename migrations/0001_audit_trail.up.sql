@@ -1,5 +1,9 @@
+-- Every migration is one transaction (PostgreSQL runs a multi-statement
+-- file as one) and may be run again: syncer re-runs a migration that a
+-- crash interrupted (golang-migrate's "dirty" state) instead of stopping.
+
 -- The raw archive: every event of any type, exactly as the API returned it.
-CREATE TABLE workos_events (
+CREATE TABLE IF NOT EXISTS workos_events (
     id          text PRIMARY KEY,
     event_type  text,            -- NULL only when the envelope had none (see event_quarantine)
     created_at  timestamptz,     -- NULL only when the envelope's time could not be read
@@ -10,11 +14,11 @@ CREATE TABLE workos_events (
     original    bytea,           -- the bytes as received, kept when sanitized
     ingested_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX workos_events_created_at ON workos_events (created_at);
-CREATE INDEX workos_events_type_created_at ON workos_events (event_type, created_at);
+CREATE INDEX IF NOT EXISTS workos_events_created_at ON workos_events (created_at);
+CREATE INDEX IF NOT EXISTS workos_events_type_created_at ON workos_events (event_type, created_at);
 
 -- Everyone who touched Vault; name and source are those of the latest event.
-CREATE TABLE vault_actors (
+CREATE TABLE IF NOT EXISTS vault_actors (
     actor_id      text PRIMARY KEY,
     actor_source  text,
     actor_name    text,
@@ -23,7 +27,7 @@ CREATE TABLE vault_actors (
 );
 
 -- One row per Vault event: who, how (event_type), what, when.
-CREATE TABLE vault_events (
+CREATE TABLE IF NOT EXISTS vault_events (
     event_id        text PRIMARY KEY REFERENCES workos_events (id),
     event_type      text NOT NULL,
     occurred_at     timestamptz NOT NULL,
@@ -38,21 +42,21 @@ CREATE TABLE vault_events (
     key_provider    text,
     verified        boolean
 );
-CREATE INDEX vault_events_occurred_at ON vault_events (occurred_at);
-CREATE INDEX vault_events_actor ON vault_events (actor_id, occurred_at);
-CREATE INDEX vault_events_kv_name ON vault_events (kv_name, occurred_at) WHERE kv_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS vault_events_occurred_at ON vault_events (occurred_at);
+CREATE INDEX IF NOT EXISTS vault_events_actor ON vault_events (actor_id, occurred_at);
+CREATE INDEX IF NOT EXISTS vault_events_kv_name ON vault_events (kv_name, occurred_at) WHERE kv_name IS NOT NULL;
 
 -- One row per (event, key) touched: every element of vault.dek.read's
 -- key_ids, and the key_id of any other event.
-CREATE TABLE vault_event_keys (
+CREATE TABLE IF NOT EXISTS vault_event_keys (
     event_id text NOT NULL REFERENCES vault_events (event_id),
     key_id   text NOT NULL,
     PRIMARY KEY (event_id, key_id)
 );
-CREATE INDEX vault_event_keys_key_id ON vault_event_keys (key_id);
+CREATE INDEX IF NOT EXISTS vault_event_keys_key_id ON vault_event_keys (key_id);
 
 -- Events that could not be archived or projected as they are, with why.
-CREATE TABLE event_quarantine (
+CREATE TABLE IF NOT EXISTS event_quarantine (
     fingerprint text PRIMARY KEY,  -- sha256 of (kind, reason, raw): one row per distinct problem
     event_id    text,              -- NULL when the envelope had no usable id
     event_type  text,
@@ -61,12 +65,12 @@ CREATE TABLE event_quarantine (
     raw         bytea NOT NULL,    -- the event's bytes as received
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX event_quarantine_event_id ON event_quarantine (event_id);
+CREATE INDEX IF NOT EXISTS event_quarantine_event_id ON event_quarantine (event_id);
 
 -- Where each stream stopped: the id of the last event written, moved in the
 -- same transaction as the rows. The main stream is "events"; a backfill
 -- stream covers [range_start, range_end] for types added to the filter.
-CREATE TABLE sync_cursors (
+CREATE TABLE IF NOT EXISTS sync_cursors (
     stream           text PRIMARY KEY,
     after_id         text,
     after_created_at timestamptz,
@@ -79,7 +83,7 @@ CREATE TABLE sync_cursors (
 
 -- Periods whose events may be lost: the cursor, or --since, was older than
 -- the API's retention window when the syncer asked.
-CREATE TABLE sync_gaps (
+CREATE TABLE IF NOT EXISTS sync_gaps (
     id          bigserial PRIMARY KEY,
     stream      text NOT NULL,
     gap_from    timestamptz NOT NULL,
@@ -91,7 +95,7 @@ CREATE TABLE sync_gaps (
 -- The audit trail as a person reads it; ORDER BY occurred_at to read it in
 -- time order (the view itself is unordered, so that filters and LIMIT stay
 -- cheap).
-CREATE VIEW vault_access_log AS
+CREATE OR REPLACE VIEW vault_access_log AS
 SELECT v.occurred_at,
        v.event_id,
        v.event_type,

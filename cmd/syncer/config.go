@@ -41,6 +41,7 @@ func usageError(format string, args ...any) error {
 type command struct {
 	fs      *flag.FlagSet
 	summary string
+	args    bool // takes positional arguments
 	envs    map[string]string // flag name -> environment variable
 	stdout  io.Writer
 }
@@ -98,7 +99,12 @@ func (c *command) parse(args []string, getenv func(string) string) error {
 			c.usage(c.stdout)
 			return err
 		}
-		return usageError("%v (see syncer %s --help)", err, c.fs.Name())
+		return usageError("%v%s (see syncer %s --help)", err, hint(err.Error(), c.fs), c.fs.Name())
+	}
+	if !c.args && c.fs.NArg() > 0 {
+		// A stray word would silently end the flags: "sync now --events x"
+		// would ignore --events.
+		return usageError("unexpected argument %q (see syncer %s --help)", c.fs.Arg(0), c.fs.Name())
 	}
 	given := map[string]bool{}
 	c.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -108,11 +114,44 @@ func (c *command) parse(args []string, getenv func(string) string) error {
 		}
 		if v := getenv(env); v != "" {
 			if err := c.fs.Set(name, v); err != nil {
-				return usageError("environment variable %s: %v", env, err)
+				return usageError("environment variable %s: %v%s", env, err, hint(err.Error(), c.fs, name))
 			}
 		}
 	}
 	return nil
+}
+
+// hint says what a flag's value should look like, when the flag
+// package's own message ("parse error") does not.
+func hint(msg string, fs *flag.FlagSet, names ...string) string {
+	if !strings.Contains(msg, "parse error") {
+		return ""
+	}
+	for _, name := range names {
+		if f := fs.Lookup(name); f != nil {
+			return hintFor(f)
+		}
+	}
+	var out string
+	fs.VisitAll(func(f *flag.Flag) {
+		if out == "" && strings.Contains(msg, "-"+f.Name+":") {
+			out = hintFor(f)
+		}
+	})
+	return out
+}
+
+func hintFor(f *flag.Flag) string {
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return ": want true or false"
+	}
+	if _, err := time.ParseDuration(f.DefValue); err == nil {
+		return ": want a duration such as 30s, 5m or 1h"
+	}
+	if _, err := strconv.Atoi(f.DefValue); err == nil {
+		return ": want a whole number"
+	}
+	return ""
 }
 
 // eventList is the --events setting: a comma list, or "all".
@@ -169,31 +208,36 @@ func (s *since) String() string {
 // Set accepts an RFC 3339 time, a date, or an age such as 72h or 30d.
 func (s *since) Set(v string) error {
 	v = strings.TrimSpace(v)
-	if days, ok := strings.CutSuffix(v, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return fmt.Errorf("%q: want a number of days such as 30d", v)
-		}
-		s.t = time.Now().Add(-time.Duration(n) * 24 * time.Hour)
-		return nil
-	}
-	if d, err := time.ParseDuration(v); err == nil {
-		if d < 0 {
-			return fmt.Errorf("%q: an age cannot be negative", v)
-		}
-		s.t = time.Now().Add(-d)
-		return nil
-	}
-	if t, err := time.Parse("2006-01-02", v); err == nil {
-		s.t = t
-		return nil
-	}
-	t, err := model.ParseTime(v)
+	t, err := parseSince(v, time.Now())
 	if err != nil {
-		return fmt.Errorf("%q: want an RFC 3339 time, a date (2026-01-31) or an age (72h, 30d)", v)
+		return err
 	}
 	s.t = t
 	return nil
+}
+
+func parseSince(v string, now time.Time) (time.Time, error) {
+	var t time.Time
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 36500 {
+			return t, fmt.Errorf("%q: want a number of days from 0 to 36500, such as 30d", v)
+		}
+		t = now.Add(-time.Duration(n) * 24 * time.Hour)
+	} else if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return t, fmt.Errorf("%q: an age cannot be negative", v)
+		}
+		t = now.Add(-d)
+	} else if day, err := time.Parse("2006-01-02", v); err == nil {
+		t = day
+	} else if t, err = model.ParseTime(v); err != nil {
+		return t, fmt.Errorf("%q: want an RFC 3339 time, a date (2026-01-31) or an age (72h, 30d)", v)
+	}
+	if t.After(now) {
+		return t, fmt.Errorf("%q is in the future: nothing would be synced", v)
+	}
+	return t, nil
 }
 
 // logSettings are the flags every long-running command has.

@@ -36,6 +36,21 @@ func event(n int, typ, data string) string {
 	return fmt.Sprintf(`{"object":"event","id":"event_%04d","event":%q,"created_at":"2026-11-20T10:00:%02d.000Z","data":%s}`, n, typ, n%60, data)
 }
 
+// random is n letters that do not compress, as a hostile field would be
+// (PostgreSQL compresses repeated letters into an index row that fits).
+func random(n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = letters[x%uint32(len(letters))]
+	}
+	return string(b)
+}
+
 const actor = `"actor_id":"user_1","actor_source":"api","actor_name":"API Key"`
 
 // TestHostileInput runs each hostile input, between two ordinary events, as
@@ -129,6 +144,25 @@ func TestHostileInput(t *testing.T) {
 			`"just a string"`,
 			`[1,2,3]`}, 2,
 			map[string]int{`SELECT count(*) FROM event_quarantine WHERE event_id IS NULL AND kind = 'envelope'`: 3}},
+		{"identifiers too long to index", []string{
+			event(2, "vault.data.read", `{`+actor+`,"kv_name":"`+random(4000)+`","key_id":"k"}`),
+			event(3, "vault.data.read", `{`+actor+`,"kv_name":"`+random(1<<20)+`","key_id":"k"}`),
+			event(4, "vault.data.read", `{"actor_id":"`+random(10000)+`","kv_name":"a","key_id":"k"}`),
+			event(5, "vault.dek.read", `{`+actor+`,"key_ids":["dek_1","`+random(10000)+`"]}`),
+			event(6, "custom."+random(10000), `{}`)}, 7,
+			map[string]int{
+				`SELECT count(*) FROM event_quarantine WHERE kind = 'projection' AND reason ~ '^data\.[a-z_\[\]]+ is [0-9]+ bytes long, over 1024$'`: 4,
+				`SELECT count(*) FROM event_quarantine WHERE kind = 'envelope' AND reason LIKE 'event type is 10007 bytes long%'`:                    1,
+				`SELECT count(*) FROM workos_events WHERE event_type IS NULL AND id = 'event_0006'`:                                                  1,
+			}},
+		{"ids and times that cannot be stored as given", []string{
+			`{"id":"event_0002\u0000x","event":"vault.data.read","created_at":"2026-11-20T10:00:02Z","data":{}}`,
+			strings.Replace(event(3, "vault.data.read", `{`+actor+`,"kv_name":"a","key_id":"k"}`), `2026-11-20T10:00:03.000Z`, `0001-01-01T00:00:00Z`, 1)}, 3,
+			map[string]int{
+				`SELECT count(*) FROM event_quarantine WHERE event_id IS NULL AND reason = 'id holds characters PostgreSQL cannot store'`: 1,
+				`SELECT count(*) FROM event_quarantine WHERE event_id = 'event_0003' AND reason LIKE 'created_at: %out of range%'`:        1,
+				`SELECT count(*) FROM vault_events WHERE event_id = 'event_0003'`:                                                         0,
+			}},
 		{"keys differing only in case", []string{
 			event(2, "vault.data.read", `{`+actor+`,"kv_name":"real","key_id":"k","KV_NAME":"spoof","Actor_Id":"user_spoof"}`)}, 3,
 			map[string]int{`SELECT count(*) FROM vault_events WHERE kv_name = 'real' AND actor_id = 'user_1'`: 1}},

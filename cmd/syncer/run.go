@@ -157,6 +157,9 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	st, err := openStore(ctx, s.databaseURL, !s.noMigrate, logger)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // a signal during start-up: nothing was written
+		}
 		return err
 	}
 	defer st.Close()
@@ -316,12 +319,26 @@ func openStore(ctx context.Context, databaseURL string, migrate bool, logger *sl
 		if err := store.MigrateUp(ctx, databaseURL); err != nil {
 			return nil, err
 		}
+	} else {
+		m, err := store.NewMigrator(databaseURL)
+		if err != nil {
+			return nil, err
+		}
+		v, dirty, err := m.Version()
+		m.Close()
+		if err != nil {
+			return nil, err
+		}
+		if v == 0 || dirty {
+			return nil, usageError("the database's schema is not ready (version %d, dirty %v) and --no-migrate is set: run syncer migrate up", v, dirty)
+		}
 	}
 	return store.Open(ctx, databaseURL)
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	c := newCommand("migrate", "usage: syncer migrate up | down [N] | version\n\nup applies every pending migration; down reverts the last N (default 1);\nversion prints the schema version.", stdout)
+	c.args = true
 	var databaseURL string
 	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
 	c.env("database-url", "DATABASE_URL")

@@ -215,6 +215,7 @@ SELECT on the audit tables and views, nothing else. The role is created if it
 does not exist: with LOGIN and the password read from the environment variable
 named by --password-env, or NOLOGIN without it. Run it again after an upgrade
 that adds tables.`, stdout)
+	c.args = true
 	var databaseURL, passwordEnv string
 	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL (of a role allowed to create roles)")
 	c.env("database-url", "DATABASE_URL")

@@ -324,6 +324,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--interval", "1ms"}, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x", "WORKOS_API_KEY": "k"}, "--interval"},
 		{[]string{"sync"}, map[string]string{"SYNCER_SINCE": "soon"}, "SYNCER_SINCE"},
 		{[]string{"bogus"}, nil, "unknown command"},
+		{[]string{"sync", "now", "--events", "user.created"}, nil, `unexpected argument "now"`},
+		{[]string{"status", "extra"}, nil, "unexpected argument"},
+		{[]string{"sync", "--since", "2099-01-01"}, nil, "in the future"},
+		{[]string{"sync", "--since", "200000d"}, nil, "0 to 36500"},
+		{[]string{"sync", "--request-timeout", "5"}, nil, "want a duration such as 30s"},
+		{[]string{"sync"}, map[string]string{"SYNCER_NO_MIGRATE": "yes"}, "SYNCER_NO_MIGRATE: parse error: want true or false"},
+		{[]string{"sync", "--request-timeout", "0s"}, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x", "WORKOS_API_KEY": "k"}, "--request-timeout"},
 		{[]string{"migrate", "sideways"}, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x"}, "want up, down"},
 	} {
 		var out, errb bytes.Buffer

@@ -10,8 +10,9 @@ import (
 	"unicode/utf8"
 )
 
-// MaxIDLength bounds an event id. WorkOS ids are about 32 characters; a
-// longer one is a sign of a broken or hostile response, not an id.
+// MaxIDLength bounds an event id and an event type. WorkOS ids are about
+// 32 characters and types under 60; a longer one is a sign of a broken or
+// hostile response, and would not fit PostgreSQL's index rows.
 const MaxIDLength = 255
 
 // Event is one event envelope as the API returned it. Every field it had is
@@ -64,11 +65,20 @@ func DecodeEvent(raw []byte) (Event, error) {
 	}
 	var problems []string
 	ev.ID, problems = stringField(fields, "id", problems)
-	if len(ev.ID) > MaxIDLength {
+	switch {
+	case len(ev.ID) > MaxIDLength:
 		problems = append(problems, fmt.Sprintf("id is %d bytes long, over %d", len(ev.ID), MaxIDLength))
+		ev.ID = ""
+	case sanitized && strings.ContainsRune(ev.ID, utf8.RuneError):
+		// Cleaned, it would no longer be the API's id, nor a cursor.
+		problems = append(problems, "id holds characters PostgreSQL cannot store")
 		ev.ID = ""
 	}
 	ev.Type, problems = stringField(fields, "event", problems)
+	if len(ev.Type) > MaxIDLength {
+		problems = append(problems, fmt.Sprintf("event type is %d bytes long, over %d", len(ev.Type), MaxIDLength))
+		ev.Type = ""
+	}
 	var created string
 	created, problems = stringField(fields, "created_at", problems)
 	if created != "" {
@@ -171,6 +181,9 @@ func DecodeList(body []byte) (List, error) {
 func ParseTime(s string) (time.Time, error) {
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
+			if y := t.UTC().Year(); y < 1970 || y > 9999 {
+				return time.Time{}, fmt.Errorf("timestamp %q is out of range (years 1970 to 9999)", truncate(s, 64))
+			}
 			return t.UTC(), nil
 		}
 	}

@@ -143,6 +143,9 @@ func ProjectVault(ev Event) (VaultRecord, error) {
 		return VaultRecord{}, err
 	}
 	rec, err := p.record()
+	if err == nil {
+		err = checkLengths(rec)
+	}
 	if err != nil {
 		return VaultRecord{}, err
 	}

@@ -159,6 +159,29 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
+// MaxKeyLength bounds the identifiers the audit tables index: actor ids,
+// kv names, key ids and names, organization ids. Real ones are short; a
+// longer one cannot be an index entry, so its event is quarantined rather
+// than wedging the page.
+const MaxKeyLength = 1024
+
+// checkLengths reports an identifier over MaxKeyLength.
+func checkLengths(rec VaultRecord) error {
+	fields := []struct{ name, v string }{
+		{"actor_id", rec.Actor.ID}, {"actor_source", rec.Source}, {"kv_name", rec.KVName}, {"key_id", rec.KeyID},
+		{"key_name", rec.KeyName}, {"organization_id", rec.OrganizationID}, {"key_provider", rec.KeyProvider},
+	}
+	for _, k := range rec.KeyIDs {
+		fields = append(fields, struct{ name, v string }{"key_ids[]", k})
+	}
+	for _, f := range fields {
+		if len(f.v) > MaxKeyLength {
+			return fmt.Errorf("data.%s is %d bytes long, over %d", f.name, len(f.v), MaxKeyLength)
+		}
+	}
+	return nil
+}
+
 // need reports the first field of a (name, value) list that is empty.
 func need(fields ...string) error {
 	var missing []string

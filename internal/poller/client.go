@@ -49,10 +49,17 @@ func (c *ClientConfig) fill() error {
 	}
 	u, err := url.Parse(c.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("client config: BaseURL %q is not an http(s) URL", c.BaseURL)
+		// The URL may carry credentials: do not repeat it.
+		return errors.New("client config: BaseURL is not an http(s) URL such as https://api.workos.com")
+	}
+	if strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/events") {
+		return fmt.Errorf("client config: BaseURL %s should be the API's root, without /events", u.Redacted())
 	}
 	if c.APIKey == "" {
 		return errors.New("client config: APIKey is empty (set WORKOS_API_KEY)")
+	}
+	if strings.ContainsFunc(c.APIKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return errors.New("client config: the API key holds a space or a control character (a stray newline in WORKOS_API_KEY?)")
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}

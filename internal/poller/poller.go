@@ -248,13 +248,14 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (strin
 		}
 		prev := st.AfterID
 		next, newest, err := checkOrder(prev, resp.Events)
-		if err == nil && len(resp.Events) == limit && next == prev {
-			err = &OrderError{After: prev, Detail: "a full page that does not move the cursor (the API ignores after?)"}
+		caughtUp := len(resp.Events) == 0 || (len(resp.Events) < limit && resp.After == "")
+		if err == nil && next == prev && !caughtUp {
+			// Asking again would get the same page, for ever.
+			err = &OrderError{After: prev, Detail: "the API says more follows, but the page does not move the cursor (it ignores after?)"}
 		}
 		if err != nil {
 			return prev, fmt.Errorf("%w (request id %s)", err, resp.RequestID)
 		}
-		caughtUp := len(resp.Events) == 0 || (len(resp.Events) < limit && resp.After == "")
 		if next != prev {
 			st.AfterID, st.AfterTime = next, newest
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
@@ -47,10 +48,35 @@ func NewMigrator(databaseURL string) (*Migrator, error) {
 	return &Migrator{db: db, m: m}, nil
 }
 
-// Up applies every pending migration.
+// Up applies every pending migration. A migration that a crash
+// interrupted (the version is "dirty") is run again: each is one
+// transaction and safe to repeat, so whether the crash came before or
+// after its commit, running it again completes it.
 func (g *Migrator) Up() error {
+	if err := g.recover(); err != nil {
+		return err
+	}
 	if err := g.m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate up: %w", err)
+	}
+	return nil
+}
+
+// recover turns a dirty version V back into V-1, so that Up runs V again.
+func (g *Migrator) recover() error {
+	v, dirty, err := g.m.Version()
+	if errors.Is(err, migrate.ErrNilVersion) || (err == nil && !dirty) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	prev := int(v) - 1
+	if prev < 1 {
+		prev = database.NilVersion
+	}
+	if err := g.m.Force(prev); err != nil {
+		return fmt.Errorf("migrate: re-run interrupted migration %d: %w", v, err)
 	}
 	return nil
 }
