@@ -41,7 +41,7 @@ func usageError(format string, args ...any) error {
 type command struct {
 	fs      *flag.FlagSet
 	summary string
-	args    bool // takes positional arguments
+	args    bool              // takes positional arguments
 	envs    map[string]string // flag name -> environment variable
 	stdout  io.Writer
 }
