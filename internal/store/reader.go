@@ -10,7 +10,7 @@ import (
 // readable are the tables and views a dashboard or an analyst reads.
 var readable = []string{
 	"workos_events", "vault_events", "vault_event_keys", "vault_actors", "vault_access_log",
-	"event_quarantine", "sync_cursors", "sync_gaps",
+	"event_quarantine", "sync_cursors", "sync_gaps", "sync_runs",
 }
 
 // GrantReader makes role a read-only user of the audit trail: SELECT on
