@@ -199,7 +199,7 @@ func TestDatabaseConnectionsKilledWhileRunning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := w.syncerCtx(ctx, "run", "--events", "all", "--interval", "1s")
+		_, _, err := w.syncerCtx(ctx, "run", "--listen", "off", "--events", "all", "--interval", "1s")
 		done <- err
 	}()
 	conn, err := pgx.Connect(context.Background(), w.db)

@@ -105,7 +105,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer st.Close()
-	p, err := newPoller(&s, apiKey, http.DefaultClient, st, logger)
+	p, err := newPoller(&s, apiKey, st, logger, pollerHooks{})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/syncer-audit/syncer/internal/model"
 	"github.com/syncer-audit/syncer/internal/poller"
 	"github.com/syncer-audit/syncer/internal/store"
+	"github.com/syncer-audit/syncer/internal/webhook"
 )
 
 const topUsage = `syncer copies the WorkOS Events API into a PostgreSQL audit trail.
@@ -95,6 +97,7 @@ type syncSettings struct {
 	timeout     time.Duration
 	attempts    int
 	wait        bool
+	listen      string
 	log         logSettings
 }
 
@@ -116,6 +119,8 @@ func (s *syncSettings) register(c *command, daemon bool) {
 	if daemon {
 		c.fs.DurationVar(&s.interval, "interval", 30*time.Second, "time between polls once caught up")
 		c.env("interval", "SYNCER_INTERVAL")
+		c.fs.StringVar(&s.listen, "listen", ":9090", "address of /metrics, /healthz, /readyz and POST /webhooks/workos\n(\"off\" serves nothing)")
+		c.env("listen", "SYNCER_LISTEN")
 	} else {
 		c.fs.BoolVar(&s.wait, "wait", false, "if another syncer is writing to the database, wait for it instead of exiting 0")
 		c.env("wait", "SYNCER_WAIT")
@@ -127,12 +132,22 @@ const apiKeyHelp = `
 The API key is read only from the environment, WORKOS_API_KEY, never from a
 flag: command lines are visible to every user of the machine.`
 
+const webhookHelp = `
+With WORKOS_WEBHOOK_SECRET set (environment only), POST /webhooks/workos
+verifies WorkOS's signature and wakes the poller: new events land within
+seconds instead of an interval. The payload itself is never stored; the
+ordered Events API stays the only source of rows.`
+
 func cmdSync(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, daemon bool) error {
 	name, summary := "sync", "One pass: fetch every event newer than the cursor, store each page with the\ncursor in one transaction, and exit 0 once caught up."
 	if daemon {
 		name, summary = "run", "Run as a daemon: sync, then again every --interval, until SIGINT or SIGTERM,\nwhich finish the page being written and exit 0."
 	}
-	c := newCommand(name, summary+"\n"+apiKeyHelp, stdout)
+	help := summary + "\n" + apiKeyHelp
+	if daemon {
+		help += "\n" + webhookHelp
+	}
+	c := newCommand(name, help, stdout)
 	var s syncSettings
 	s.register(c, daemon)
 	if err := c.parse(args, getenv); err != nil {
@@ -163,12 +178,22 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer st.Close()
-	p, err := newPoller(&s, apiKey, http.DefaultClient, st, logger)
+	tel := newTelemetry()
+	st.Observe(tel.observeWrite)
+	hooks := pollerHooks{observe: tel.observeAttempt, onSync: tel.recorder(st, logger)}
+	if daemon {
+		p, err := newPoller(&s, apiKey, st, logger, hooks)
+		if err != nil {
+			return err
+		}
+		return runDaemon(ctx, st, p, &s, tel, getenv("WORKOS_WEBHOOK_SECRET"), logger)
+	}
+	prog := newProgress(stderr, logger)
+	defer prog.end()
+	hooks.onPage = prog.page
+	p, err := newPoller(&s, apiKey, st, logger, hooks)
 	if err != nil {
 		return err
-	}
-	if daemon {
-		return runDaemon(ctx, st, p, &s, logger)
 	}
 	lock, err := st.Lock(ctx, store.LockOptions{Wait: s.wait, Waiting: func() {
 		logger.Info("another syncer holds the writer lock; waiting for it (--wait)")
@@ -221,12 +246,41 @@ func whileHeld(ctx context.Context, lock *store.Lock) (context.Context, context.
 // polls; a standby waits for the lock and takes over within seconds of the
 // active one dying. Losing the database loses the lock; it is taken again
 // once the database is back.
-func runDaemon(ctx context.Context, st *store.Store, p *poller.Poller, s *syncSettings, logger *slog.Logger) error {
+func runDaemon(ctx context.Context, st *store.Store, p *poller.Poller, s *syncSettings, tel *telemetry, webhookSecret string, logger *slog.Logger) error {
 	filter := s.events.String()
 	if filter == "" {
 		filter = "vault (default)"
 	}
 	logger.Info("syncer running", "interval", s.interval.String(), "events", filter)
+	wake := make(chan struct{}, 1)
+	if s.listen != "off" {
+		ln, err := net.Listen("tcp", s.listen)
+		if err != nil {
+			return usageError("--listen %s: %v", s.listen, err)
+		}
+		var hook http.Handler
+		if webhookSecret != "" {
+			hook = &webhook.Handler{
+				Secret:  []byte(webhookSecret),
+				Observe: func(r string) { tel.webhooks.WithLabelValues(r).Inc() },
+				Wake: func() {
+					select { // a wake already pending covers this one
+					case wake <- struct{}{}:
+					default:
+					}
+				},
+				Logger: logger,
+			}
+		}
+		tel.seedNewest(ctx, st)
+		sctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if err := tel.serve(sctx, ln, st, s.interval, hook, logger); err != nil {
+				logger.Error("http server stopped", "error", err)
+			}
+		}()
+	}
 	failures := 0
 	for {
 		lock, err := st.Lock(ctx, store.LockOptions{Wait: true, Waiting: func() {
@@ -247,10 +301,12 @@ func runDaemon(ctx context.Context, st *store.Store, p *poller.Poller, s *syncSe
 		}
 		failures = 0
 		logger.Info("active: holding the writer lock")
+		tel.setActive(true)
 		lctx, cancel := whileHeld(ctx, lock)
-		err = p.Run(lctx, s.interval, nil)
+		err = p.Run(lctx, s.interval, wake)
 		cancel()
 		lock.Release()
+		tel.setActive(false)
 		if ctx.Err() != nil {
 			logger.Info("stopped by signal; every page written is committed")
 			return nil
@@ -280,15 +336,23 @@ func exitCodeFor(err error) error {
 	return err
 }
 
+// pollerHooks are the observers the commands attach.
+type pollerHooks struct {
+	observe func(poller.Attempt)
+	onSync  func(poller.Result, error)
+	onPage  func(poller.PageInfo)
+}
+
 // newPoller builds the client and poller from the settings; the default
 // type filter (every Vault type) applies when --events is not given.
-func newPoller(s *syncSettings, apiKey string, hc *http.Client, sink poller.Sink, logger *slog.Logger) (*poller.Poller, error) {
+func newPoller(s *syncSettings, apiKey string, sink poller.Sink, logger *slog.Logger, hooks pollerHooks) (*poller.Poller, error) {
 	client, err := poller.NewClient(poller.ClientConfig{
 		BaseURL:        s.baseURL,
 		APIKey:         apiKey,
-		HTTPClient:     hc,
+		HTTPClient:     &http.Client{},
 		RequestTimeout: s.timeout,
 		MaxAttempts:    s.attempts,
+		Observe:        hooks.observe,
 		Logger:         logger,
 	})
 	if err != nil {
@@ -306,6 +370,8 @@ func newPoller(s *syncSettings, apiKey string, hc *http.Client, sink poller.Sink
 		Events:        events,
 		BuiltinEvents: !s.events.explicit || s.events.all,
 		Since:         from,
+		OnSync:        hooks.onSync,
+		OnPage:        hooks.onPage,
 		Logger:        logger,
 	}, client, sink)
 	if err != nil {

@@ -64,7 +64,7 @@ func TestSecretsNeverShow(t *testing.T) {
 		{"status, database missing", []string{"status"}, map[string]string{"DATABASE_URL": withPass("", "no_such_db")}},
 		{"migrate, database unreachable", []string{"migrate", "up"}, map[string]string{"DATABASE_URL": withPass("127.0.0.1:1", "")}},
 		{"reprocess, database unreachable", []string{"reprocess"}, map[string]string{"DATABASE_URL": withPass("127.0.0.1:1", "")}},
-		{"run with a rejected key", []string{"run"}, map[string]string{"DATABASE_URL": withPass("", ""), "WORKOS_BASE_URL": srv.URL}},
+		{"run with a rejected key", []string{"run", "--listen", "127.0.0.1:0"}, map[string]string{"DATABASE_URL": withPass("", ""), "WORKOS_BASE_URL": srv.URL}},
 		{"bad URL", []string{"sync"}, map[string]string{"DATABASE_URL": "postgres://postgres:" + dbPass + "@[::1:bad/x"}},
 		{"help", []string{"sync", "--help"}, map[string]string{"DATABASE_URL": withPass("", "")}},
 		{"grant-reader with a password", []string{"grant-reader", "--password-env", "READER_PW", "grafana_reader"}, map[string]string{"DATABASE_URL": good, "READER_PW": dbPass}},

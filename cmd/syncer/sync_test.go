@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -17,6 +21,8 @@ import (
 	"github.com/syncer-audit/syncer/internal/model"
 	"github.com/syncer-audit/syncer/internal/pgtest"
 	"github.com/syncer-audit/syncer/internal/store"
+	"github.com/syncer-audit/syncer/internal/webhook"
+	"github.com/syncer-audit/syncer/migrations"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -240,7 +246,7 @@ func TestRunDaemonPicksUpNewEventsAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := w.syncerCtx(ctx, "run", "--events", "all", "--interval", "1s")
+		_, _, err := w.syncerCtx(ctx, "run", "--listen", "off", "--events", "all", "--interval", "1s")
 		done <- err
 	}()
 	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 300 })
@@ -282,21 +288,21 @@ func TestStatusAndMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := w.evs[len(w.evs)-1]
 	for _, want := range []string{"cursor:        events = " + lastVault(w.evs).ID, "vault.dek.read", "quarantined:   none", "total"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}
 	}
-	_ = last
+	ups, _ := fs.Glob(migrations.FS, "*.up.sql")
+	latest := len(ups)
 	out, _, err = w.syncer("migrate", "version")
-	if err != nil || !strings.HasPrefix(out, "schema version 1") {
-		t.Errorf("migrate version: %q, %v", out, err)
+	if err != nil || !strings.HasPrefix(out, fmt.Sprintf("schema version %d\n", latest)) {
+		t.Errorf("migrate version: %q, %v; want %d", out, err, latest)
 	}
-	if out, _, err = w.syncer("migrate", "down"); err != nil || !strings.HasPrefix(out, "schema version 0") {
-		t.Errorf("migrate down: %q, %v", out, err)
+	if out, _, err = w.syncer("migrate", "down", fmt.Sprint(latest)); err != nil || !strings.HasPrefix(out, "schema version 0") {
+		t.Errorf("migrate down %d: %q, %v", latest, out, err)
 	}
-	if out, _, err = w.syncer("migrate", "up"); err != nil || !strings.HasPrefix(out, "schema version 1") {
+	if out, _, err = w.syncer("migrate", "up"); err != nil || !strings.HasPrefix(out, fmt.Sprintf("schema version %d\n", latest)) {
 		t.Errorf("migrate up: %q, %v", out, err)
 	}
 }
@@ -521,7 +527,7 @@ func TestAStandbyTakesOverWhenTheActiveDaemonStops(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		r := replica{stop: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 		go func() {
-			r.done <- run(ctx, []string{"run", "--events", "all", "--interval", "1s", "--no-migrate"},
+			r.done <- run(ctx, []string{"run", "--listen", "off", "--events", "all", "--interval", "1s", "--no-migrate"},
 				func(k string) string { return w.env[k] }, io.Discard, r.logs)
 		}()
 		return r
@@ -566,4 +572,107 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestDaemonServesMetricsHealthAndWebhooks(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 250)
+	const secret = "whsec_daemon_test_secret"
+	w.env["WORKOS_WEBHOOK_SECRET"] = secret
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuffer
+	go func() {
+		done <- run(ctx, []string{"run", "--listen", addr, "--events", "all", "--interval", "1h"},
+			func(k string) string { return w.env[k] }, io.Discard, &logs)
+	}()
+	get := func(path string) (int, string) {
+		res, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	waitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
+	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 250 })
+	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	code, body := get("/readyz")
+	if code != 200 || !strings.Contains(body, `"role":"active"`) || !strings.Contains(body, `"database":"ok"`) {
+		t.Errorf("/readyz = %d %s", code, body)
+	}
+	_, metrics := get("/metrics")
+	for _, want := range []string{
+		`syncer_store_events_written_total{event_type="vault.dek.read"}`,
+		`syncer_store_pages_written_total 3`,
+		`syncer_api_requests_total{status_class="2xx"}`,
+		`syncer_store_tx_duration_seconds_count 3`,
+		`syncer_poller_seconds_since_last_success`,
+		`syncer_archive_newest_event_age_seconds`,
+		`syncer_store_quarantined_total{kind="projection"} 0`,
+		`go_goroutines`, `process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(metrics, fakeKey) || strings.Contains(metrics, secret) {
+		t.Error("/metrics shows a secret")
+	}
+
+	// The interval is an hour: only the webhook can bring new events in.
+	w.api.Append(w.gen.Take(30)...)
+	post := func(sig string) int {
+		body := `{"id":"event_x","event":"vault.data.read"}`
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/workos", strings.NewReader(body))
+		req.Header.Set("WorkOS-Signature", sig)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := post(fmt.Sprintf("t=%d, v1=%s", time.Now().UnixMilli(), strings.Repeat("00", 32))); code != http.StatusUnauthorized {
+		t.Errorf("a bad signature got %d; want 401", code)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 250 {
+		t.Fatalf("a refused webhook triggered a sync: %d events", got)
+	}
+	sent := time.Now()
+	if code := post(webhook.Sign([]byte(secret), []byte(`{"id":"event_x","event":"vault.data.read"}`), time.Now())); code != http.StatusAccepted {
+		t.Errorf("a signed webhook got %d; want 202", code)
+	}
+	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 280 })
+	if d := time.Since(sent); d > 5*time.Second {
+		t.Errorf("events landed %s after the webhook; want within seconds", d)
+	}
+	_, metrics = get("/metrics")
+	for _, want := range []string{`syncer_webhook_requests_total{result="accepted"} 1`, `syncer_webhook_requests_total{result="bad_signature"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events WHERE id = 'event_x'`); got != 0 {
+		t.Error("the webhook's payload was stored; it must only trigger a poll")
+	}
+	if got := w.count(`SELECT count(*) FROM sync_runs WHERE error IS NULL`); got < 2 {
+		t.Errorf("%d sync runs recorded; want one per poll", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Error("the logs show the webhook secret")
+	}
 }

@@ -39,8 +39,17 @@ type ClientConfig struct {
 	MaxResponseBytes int64
 	// Sleep waits between attempts; tests replace it. Default: a timer
 	// that ctx cancels.
-	Sleep  func(ctx context.Context, d time.Duration) error
-	Logger *slog.Logger
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Observe, if set, sees every attempt: for metrics.
+	Observe func(Attempt)
+	Logger  *slog.Logger
+}
+
+// Attempt describes one HTTP attempt at a request.
+type Attempt struct {
+	Status int           // the HTTP status; 0 when no answer came (network error, cut body)
+	Err    error         // nil on success
+	Wait   time.Duration // the wait before the next attempt; 0 when none follows
 }
 
 func (c *ClientConfig) fill() error {
@@ -222,8 +231,9 @@ func (c *Client) List(ctx context.Context, p ListParams) (Response, error) {
 	query := p.query()
 	var last error
 	for attempt := 1; ; attempt++ {
-		resp, err := c.attempt(ctx, query)
+		resp, status, err := c.attempt(ctx, query)
 		if err == nil {
+			c.observe(Attempt{Status: status})
 			resp.Attempts = attempt
 			return resp, nil
 		}
@@ -234,15 +244,18 @@ func (c *Client) List(ctx context.Context, p ListParams) (Response, error) {
 		var se *StatusError
 		var te *transientError
 		if errors.As(err, &se) && !se.Retryable() || se == nil && !errors.As(err, &te) {
+			c.observe(Attempt{Status: status, Err: err})
 			return Response{}, err
 		}
 		if attempt >= c.cfg.MaxAttempts {
+			c.observe(Attempt{Status: status, Err: err})
 			return Response{}, fmt.Errorf("giving up after %d attempts: %w", attempt, last)
 		}
 		wait := c.backoff(attempt)
 		if se != nil && se.RetryAfter > 0 {
 			wait = max(wait, min(se.RetryAfter, c.cfg.MaxRetryAfter))
 		}
+		c.observe(Attempt{Status: status, Err: err, Wait: wait})
 		c.cfg.Logger.Warn("retrying events request", "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
 		if err := c.cfg.Sleep(ctx, wait); err != nil {
 			return Response{}, err
@@ -264,12 +277,19 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return c.cfg.MinBackoff + rand.N(spread)
 }
 
-func (c *Client) attempt(ctx context.Context, query string) (Response, error) {
+func (c *Client) observe(a Attempt) {
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(a)
+	}
+}
+
+// attempt makes one request; it returns the HTTP status (0 when none came).
+func (c *Client) attempt(ctx context.Context, query string) (Response, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint+"?"+query, nil)
 	if err != nil {
-		return Response{}, fmt.Errorf("build request: %w", err)
+		return Response{}, 0, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
 	req.Header.Set("Accept", "application/json")
@@ -282,29 +302,29 @@ func (c *Client) attempt(ctx context.Context, query string) (Response, error) {
 		if errors.As(err, &ue) {
 			err = fmt.Errorf("GET %s: %w", req.URL.Path, ue.Err)
 		}
-		return Response{}, &transientError{err: err}
+		return Response{}, 0, &transientError{err: err}
 	}
 	defer res.Body.Close()
 	requestID := res.Header.Get("X-Request-ID")
 	body, err := io.ReadAll(io.LimitReader(res.Body, c.cfg.MaxResponseBytes+1))
 	if err != nil {
-		return Response{}, &transientError{requestID: requestID, err: fmt.Errorf("read response: %w", err)}
+		return Response{}, 0, &transientError{requestID: requestID, err: fmt.Errorf("read response: %w", err)}
 	}
 	if int64(len(body)) > c.cfg.MaxResponseBytes {
-		return Response{}, &TooLargeError{Limit: c.cfg.MaxResponseBytes, RequestID: requestID}
+		return Response{}, res.StatusCode, &TooLargeError{Limit: c.cfg.MaxResponseBytes, RequestID: requestID}
 	}
 	if res.StatusCode != http.StatusOK {
 		se := statusError(res, body, requestID)
 		// A server (or a proxy) that echoes the request must not put the
 		// key into our errors and logs.
 		se.Message = strings.ReplaceAll(se.Message, c.cfg.APIKey, "[redacted]")
-		return Response{}, se
+		return Response{}, res.StatusCode, se
 	}
 	list, err := model.DecodeList(body)
 	if err != nil {
-		return Response{}, &transientError{requestID: requestID, err: err}
+		return Response{}, res.StatusCode, &transientError{requestID: requestID, err: err}
 	}
-	return Response{List: list, RequestID: requestID}, nil
+	return Response{List: list, RequestID: requestID}, res.StatusCode, nil
 }
 
 func statusError(res *http.Response, body []byte, requestID string) *StatusError {

@@ -47,8 +47,21 @@ type Config struct {
 	// Default 2m.
 	WriteTimeout time.Duration
 	// Now is the clock. Default time.Now.
-	Now    func() time.Time
+	Now func() time.Time
+	// OnPage, if set, sees every page written: for progress reports.
+	OnPage func(PageInfo)
+	// OnSync, if set, sees the end of every Sync: for run records and
+	// metrics.
+	OnSync func(Result, error)
 	Logger *slog.Logger
+}
+
+// PageInfo describes a page just written.
+type PageInfo struct {
+	Stream    string
+	Events    int
+	Newest    time.Time // newest created_at in the page
+	RangeFrom time.Time // where the stream started, or the cursor's time at the start of this drain
 }
 
 // Poller follows the Events API with a cursor and hands pages to a Sink.
@@ -148,6 +161,9 @@ func (p *Poller) Sync(ctx context.Context) (Result, error) {
 	}
 	res.Cursor, err = p.drain(ctx, main, &res)
 	res.Duration = p.cfg.Now().Sub(start)
+	if p.cfg.OnSync != nil {
+		p.cfg.OnSync(res, err)
+	}
 	return res, err
 }
 
@@ -224,6 +240,10 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (strin
 	gaps := p.retentionGaps(&st)
 	res.Gaps = append(res.Gaps, gaps...)
 	limit := p.cfg.PageSize
+	from := st.AfterTime
+	if st.AfterID == "" {
+		from = st.RangeStart
+	}
 	for {
 		params := ListParams{Events: st.EventTypes, Limit: limit, After: st.AfterID, RangeEnd: st.RangeEnd}
 		if st.AfterID == "" {
@@ -275,6 +295,9 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (strin
 				p.cfg.Logger.Info("page written", "stream", st.Name, "events", len(resp.Events),
 					"cursor", st.AfterID, "newest", newest, "attempts", resp.Attempts,
 					"write_ms", time.Since(wstart).Milliseconds(), "request_id", resp.RequestID)
+				if p.cfg.OnPage != nil {
+					p.cfg.OnPage(PageInfo{Stream: st.Name, Events: len(resp.Events), Newest: newest, RangeFrom: from})
+				}
 			}
 		}
 		if ctx.Err() != nil {
@@ -409,9 +432,17 @@ func (p *Poller) rejectedTypes(ctx context.Context, types []string) ([]string, e
 // filter) end the loop with the error.
 func (p *Poller) Run(ctx context.Context, interval time.Duration, wake <-chan struct{}) error {
 	failures := 0
+	followUps := 0 // quick re-polls left after a wake
 	for {
 		res, err := p.Sync(ctx)
 		wait := interval
+		if followUps > 0 {
+			// The API holds a new event back from reads for a few
+			// seconds: a webhook may announce it before a poll can
+			// see it. Look again soon, a few times.
+			followUps--
+			wait = min(interval, 2*time.Second)
+		}
 		switch {
 		case ctx.Err() != nil:
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -436,6 +467,7 @@ func (p *Poller) Run(ctx context.Context, interval time.Duration, wake <-chan st
 			t.Stop()
 			return nil
 		case <-wake:
+			followUps = 3
 		case <-t.C:
 		}
 		t.Stop()

@@ -24,8 +24,22 @@ var ErrCursorConflict = errors.New("cursor moved under us: another syncer writes
 
 // Store writes events and cursors to PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	observe func(WriteStats)
 }
+
+// WriteStats describes one committed page, for metrics.
+type WriteStats struct {
+	Duration time.Duration // of the transaction, retries included
+	// Fresh counts the events archived for the first time, by type.
+	Fresh map[string]int
+	// Quarantined counts the quarantine rows the page produced, by kind
+	// (rows already recorded by an earlier read are counted again).
+	Quarantined map[string]int
+}
+
+// Observe makes f see every committed page. Set it before writing.
+func (s *Store) Observe(f func(WriteStats)) { s.observe = f }
 
 // Open connects to the database. It does not migrate; see MigrateUp.
 func Open(ctx context.Context, databaseURL string) (*Store, error) {
@@ -90,32 +104,38 @@ func (s *Store) Streams(ctx context.Context) ([]model.Stream, error) {
 // then written again with that event's JSON left out, its original bytes
 // kept, and the reason quarantined, so one event cannot wedge the stream.
 func (s *Store) WritePage(ctx context.Context, page model.Page) error {
-	err := s.writeTx(ctx, page)
+	start := time.Now()
+	stats, err := s.writeTx(ctx, page)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
 		if n := s.isolateRejected(ctx, page.Events); n > 0 {
-			err = s.writeTx(ctx, page)
+			stats, err = s.writeTx(ctx, page)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("write page after %q: %w", page.Prev, err)
 	}
+	if s.observe != nil {
+		stats.Duration = time.Since(start)
+		s.observe(stats)
+	}
 	return nil
 }
 
-func (s *Store) writeTx(ctx context.Context, page model.Page) error {
+func (s *Store) writeTx(ctx context.Context, page model.Page) (WriteStats, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return WriteStats{}, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	if err := writePage(ctx, tx, page); err != nil {
-		return err
+	stats, err := writePage(ctx, tx, page)
+	if err != nil {
+		return stats, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return stats, fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	return stats, nil
 }
 
 // isolateRejected asks PostgreSQL, event by event, which JSON it refuses,
@@ -147,7 +167,8 @@ func (s *Store) isolateRejected(ctx context.Context, events []model.Event) int {
 	return changed
 }
 
-func writePage(ctx context.Context, tx pgx.Tx, page model.Page) error {
+func writePage(ctx context.Context, tx pgx.Tx, page model.Page) (WriteStats, error) {
+	stats := WriteStats{Fresh: map[string]int{}, Quarantined: map[string]int{}}
 	var (
 		fresh      []model.Event
 		quarantine []model.Quarantined
@@ -161,13 +182,19 @@ func writePage(ctx context.Context, tx pgx.Tx, page model.Page) error {
 	for _, round := range rounds {
 		f, conflicts, err := archiveEvents(ctx, tx, round)
 		if err != nil {
-			return err
+			return stats, err
 		}
 		fresh = append(fresh, f...)
 		quarantine = append(quarantine, conflicts...)
 	}
 	rows := model.Project(fresh)
 	rows.Quarantine = append(rows.Quarantine, quarantine...)
+	for _, ev := range fresh {
+		stats.Fresh[ev.Type]++
+	}
+	for _, q := range rows.Quarantine {
+		stats.Quarantined[q.Kind]++
+	}
 
 	b := &pgx.Batch{}
 	queueActors(b, rows.Actors)
@@ -192,12 +219,12 @@ func writePage(ctx context.Context, tx pgx.Tx, page model.Page) error {
 		return nil
 	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return err
+		return stats, err
 	}
 	if !moved {
-		return ErrCursorConflict
+		return stats, ErrCursorConflict
 	}
-	return nil
+	return stats, nil
 }
 
 // splitRounds puts the events with an id in rounds in which no id repeats,

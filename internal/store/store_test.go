@@ -452,7 +452,7 @@ func TestMigrationsResumeAfterAnInterruptedRun(t *testing.T) {
 		if err := store.MigrateUp(ctx, url); err != nil {
 			t.Fatalf("%s: MigrateUp: %v", tc.name, err)
 		}
-		if n := count(t, db, `SELECT count(*) FROM schema_migrations WHERE version = 1 AND NOT dirty`); n != 1 {
+		if n := count(t, db, `SELECT count(*) FROM schema_migrations WHERE version >= 2 AND NOT dirty`); n != 1 {
 			t.Errorf("%s: the version is not clean after MigrateUp", tc.name)
 		}
 		if n := count(t, db, `SELECT count(*) FROM information_schema.views WHERE table_name = 'vault_access_log'`); n != 1 {
