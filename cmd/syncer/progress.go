@@ -13,18 +13,19 @@ import (
 // has come in event time and an estimate of what is left. On a terminal
 // it redraws one line; otherwise it logs a line every interval.
 type progress struct {
-	w      io.Writer // a terminal, or nil for log lines
-	logger *slog.Logger
-	every  time.Duration
-	now    func() time.Time
-	start  time.Time
-	last   time.Time
-	events int
-	drawn  bool
+	w       io.Writer // a terminal, or nil for log lines
+	logger  *slog.Logger
+	every   time.Duration
+	now     func() time.Time
+	start   time.Time
+	last    time.Time
+	events  int
+	drawn   bool
+	streams map[string]poller.PageInfo // the latest page of each stream
 }
 
 func newProgress(stderr io.Writer, logger *slog.Logger) *progress {
-	p := &progress{logger: logger, every: 10 * time.Second, now: time.Now}
+	p := &progress{logger: logger, every: 10 * time.Second, now: time.Now, streams: map[string]poller.PageInfo{}}
 	if isTerminal(stderr) {
 		p.w, p.every = stderr, 200*time.Millisecond
 	}
@@ -36,6 +37,7 @@ func newProgress(stderr io.Writer, logger *slog.Logger) *progress {
 // page is the poller's OnPage hook.
 func (p *progress) page(info poller.PageInfo) {
 	p.events += info.Events
+	p.streams[info.Stream] = info
 	now := p.now()
 	if now.Sub(p.last) < p.every {
 		return
@@ -43,7 +45,7 @@ func (p *progress) page(info poller.PageInfo) {
 	p.last = now
 	elapsed := now.Sub(p.start)
 	rate := float64(p.events) / max(elapsed.Seconds(), 0.001)
-	done, left := fractionDone(info, now, elapsed)
+	done, left := fractionDone(p.streams, now, elapsed)
 	if p.w != nil {
 		line := fmt.Sprintf("\r%s  %d events  %.0f/s  event time %s", info.Stream, p.events, rate, info.Newest.UTC().Format("2006-01-02 15:04"))
 		if done > 0 {
@@ -57,17 +59,32 @@ func (p *progress) page(info poller.PageInfo) {
 		"event_time", info.Newest, "done_pct", int(done*100), "eta", left.Round(time.Second).String())
 }
 
-// fractionDone is how much of the period from the stream's start to now
-// the newest event covers, and the time left at the pace so far.
-func fractionDone(info poller.PageInfo, now time.Time, elapsed time.Duration) (float64, time.Duration) {
-	span := now.Sub(info.RangeFrom)
-	if info.RangeFrom.IsZero() || span <= 0 {
+// fractionDone is how much of the streams' periods (from each one's start
+// to its end, or now) their newest events cover, and the time left at the
+// pace so far. Windows drained at once each cover a part.
+func fractionDone(streams map[string]poller.PageInfo, now time.Time, elapsed time.Duration) (float64, time.Duration) {
+	var covered, total time.Duration
+	for _, info := range streams {
+		end := info.RangeEnd
+		if end.IsZero() || end.After(now) {
+			end = now
+		}
+		if info.RangeFrom.IsZero() || !end.After(info.RangeFrom) {
+			continue
+		}
+		total += end.Sub(info.RangeFrom)
+		reached := info.Newest
+		if reached.After(end) {
+			reached = end
+		}
+		if reached.After(info.RangeFrom) {
+			covered += reached.Sub(info.RangeFrom)
+		}
+	}
+	if total <= 0 || covered <= 0 {
 		return 0, 0
 	}
-	done := min(1, max(0, float64(info.Newest.Sub(info.RangeFrom))/float64(span)))
-	if done <= 0 {
-		return 0, 0
-	}
+	done := float64(covered) / float64(total)
 	return done, time.Duration(float64(elapsed) * (1 - done) / done)
 }
 

@@ -98,6 +98,8 @@ type syncSettings struct {
 	attempts    int
 	wait        bool
 	listen      string
+	workers     int
+	rateLimit   int
 	log         logSettings
 }
 
@@ -114,6 +116,10 @@ func (s *syncSettings) register(c *command, daemon bool) {
 	c.env("no-migrate", "SYNCER_NO_MIGRATE")
 	c.fs.DurationVar(&s.timeout, "request-timeout", 30*time.Second, "time limit of one API request, body included")
 	c.env("request-timeout", "SYNCER_REQUEST_TIMEOUT")
+	c.fs.IntVar(&s.workers, "backfill-workers", 8, "windows of a first run (and backfills of added types) fetched at once,\neach with its own stored cursor; 1 reads with a single cursor")
+	c.env("backfill-workers", "SYNCER_BACKFILL_WORKERS")
+	c.fs.IntVar(&s.rateLimit, "rate-limit", 6000, "API requests per minute at most, retries included (WorkOS allows 6000\nper key, shared with your other calls)")
+	c.env("rate-limit", "SYNCER_RATE_LIMIT")
 	c.fs.IntVar(&s.attempts, "max-attempts", 8, "attempts at one API request before the sync fails (retries back off\nfrom 0.5s to 30s, or as Retry-After says)")
 	c.env("max-attempts", "SYNCER_MAX_ATTEMPTS")
 	if daemon {
@@ -155,6 +161,9 @@ func cmdSync(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	if daemon && s.interval < time.Second {
 		return usageError("--interval %s: want at least 1s", s.interval)
+	}
+	if s.workers < 1 || s.workers > 64 || s.rateLimit < 1 {
+		return usageError("--backfill-workers %d, --rate-limit %d: want 1 to 64 workers and at least 1 request a minute", s.workers, s.rateLimit)
 	}
 	if s.attempts < 1 || s.timeout <= 0 {
 		return usageError("--max-attempts %d, --request-timeout %s: want at least 1 and more than 0", s.attempts, s.timeout)
@@ -352,6 +361,7 @@ func newPoller(s *syncSettings, apiKey string, sink poller.Sink, logger *slog.Lo
 		HTTPClient:     &http.Client{},
 		RequestTimeout: s.timeout,
 		MaxAttempts:    s.attempts,
+		RateLimit:      s.rateLimit,
 		Observe:        hooks.observe,
 		Logger:         logger,
 	})
@@ -369,8 +379,9 @@ func newPoller(s *syncSettings, apiKey string, sink poller.Sink, logger *slog.Lo
 	p, err := poller.New(poller.Config{
 		Events:        events,
 		BuiltinEvents: !s.events.explicit || s.events.all,
-		Since:         from,
-		OnSync:        hooks.onSync,
+		Since:           from,
+		BackfillWorkers: s.workers,
+		OnSync:          hooks.onSync,
 		OnPage:        hooks.onPage,
 		Logger:        logger,
 	}, client, sink)

@@ -40,7 +40,15 @@ func printStatus(w io.Writer, st store.Status, now time.Time) {
 	if len(st.Cursors) == 0 {
 		fmt.Fprintln(w, "cursor:        none yet (the first sync starts from --since)")
 	}
+	windows, windowsDone := 0, 0
 	for _, c := range st.Cursors {
+		if strings.HasPrefix(c.Stream, "window-") {
+			windows++
+			if c.Done {
+				windowsDone++
+			}
+			continue
+		}
 		state := fmt.Sprintf("moved %s ago; %d event types", age(now, c.UpdatedAt), len(c.EventTypes))
 		if c.RangeEnd != nil {
 			state = fmt.Sprintf("backfill of %s up to %s, ", strings.Join(c.EventTypes, ","), c.RangeEnd.UTC().Format(time.RFC3339))
@@ -51,6 +59,9 @@ func printStatus(w io.Writer, st store.Status, now time.Time) {
 			}
 		}
 		fmt.Fprintf(w, "cursor:        %s = %s (%s)\n", c.Stream, orNone(c.AfterID), state)
+	}
+	if windows > 0 {
+		fmt.Fprintf(w, "first-run backfill: %d of %d windows done\n", windowsDone, windows)
 	}
 	for _, g := range st.Gaps {
 		fmt.Fprintf(w, "GAP:           events from %s to %s may be lost: %s (recorded %s)\n",

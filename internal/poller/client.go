@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/syncer-audit/syncer/internal/model"
@@ -37,6 +38,10 @@ type ClientConfig struct {
 	MaxRetryAfter time.Duration
 	// MaxResponseBytes bounds a response body. Default 64 MiB.
 	MaxResponseBytes int64
+	// RateLimit is the request budget per minute, retries included; the
+	// API allows 6,000 per key, shared with every other call made with
+	// it. Default 6000.
+	RateLimit int
 	// Sleep waits between attempts; tests replace it. Default: a timer
 	// that ctx cancels.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -88,6 +93,9 @@ func (c *ClientConfig) fill() error {
 	if c.MaxResponseBytes <= 0 {
 		c.MaxResponseBytes = 64 << 20
 	}
+	if c.RateLimit <= 0 {
+		c.RateLimit = 6000
+	}
 	if c.Sleep == nil {
 		c.Sleep = sleep
 	}
@@ -101,6 +109,7 @@ func (c *ClientConfig) fill() error {
 type Client struct {
 	cfg      ClientConfig
 	endpoint string
+	budget   *limiter
 }
 
 // NewClient checks the configuration and returns a client.
@@ -108,7 +117,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/events"}, nil
+	return &Client{cfg: cfg, endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/events",
+		budget: newLimiter(time.Minute/time.Duration(cfg.RateLimit), 10)}, nil
 }
 
 // ListParams selects a page of events.
@@ -231,6 +241,9 @@ func (c *Client) List(ctx context.Context, p ListParams) (Response, error) {
 	query := p.query()
 	var last error
 	for attempt := 1; ; attempt++ {
+		if err := c.budget.wait(ctx); err != nil {
+			return Response{}, err
+		}
 		resp, status, err := c.attempt(ctx, query)
 		if err == nil {
 			c.observe(Attempt{Status: status})
@@ -378,6 +391,34 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		}
 	}
 	return 0
+}
+
+// limiter spaces requests evenly at one per interval, allowing a burst of
+// a few after a quiet spell; all goroutines using a Client share it.
+type limiter struct {
+	mu       sync.Mutex
+	interval time.Duration
+	burst    int
+	next     time.Time // when the next request may go
+}
+
+func newLimiter(interval time.Duration, burst int) *limiter {
+	return &limiter{interval: interval, burst: burst}
+}
+
+func (l *limiter) wait(ctx context.Context) error {
+	l.mu.Lock()
+	now := time.Now()
+	if earliest := now.Add(-time.Duration(l.burst) * l.interval); l.next.Before(earliest) {
+		l.next = earliest
+	}
+	at := l.next
+	l.next = l.next.Add(l.interval)
+	l.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

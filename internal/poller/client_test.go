@@ -287,3 +287,29 @@ func TestClientConfigIsChecked(t *testing.T) {
 		}
 	}
 }
+
+func TestTheRequestBudgetHolds(t *testing.T) {
+	s := &script{steps: []http.HandlerFunc{answer(200, okPage)}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c, err := NewClient(ClientConfig{BaseURL: srv.URL, APIKey: testKey, RateLimit: 600}) // 10 a second
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 4 { // concurrent callers share the budget
+		wg.Go(func() {
+			for range 5 {
+				if _, err := c.List(context.Background(), ListParams{Events: []string{"vault.data.read"}, Limit: 1}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// 20 requests at 10 a second with a burst of 10: at least 1s.
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("20 requests took %s under a budget of 600 a minute; want at least 0.9s", d)
+	}
+}

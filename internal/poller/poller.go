@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/syncer-audit/syncer/internal/model"
@@ -42,6 +43,10 @@ type Config struct {
 	Retention time.Duration
 	// PageSize is the limit sent. Default and maximum 100.
 	PageSize int
+	// BackfillWorkers is how many bounded streams (the windows of a first
+	// run, backfills of added types) are drained at once. 1 drains them
+	// one by one, and a first run reads with a single cursor. Default 1.
+	BackfillWorkers int
 	// WriteTimeout bounds the write of one page. A page being written
 	// when the context is cancelled is still committed within it.
 	// Default 2m.
@@ -62,6 +67,7 @@ type PageInfo struct {
 	Events    int
 	Newest    time.Time // newest created_at in the page
 	RangeFrom time.Time // where the stream started, or the cursor's time at the start of this drain
+	RangeEnd  time.Time // where a bounded stream ends; zero for the main one
 }
 
 // Poller follows the Events API with a cursor and hands pages to a Sink.
@@ -98,6 +104,9 @@ func New(cfg Config, client *Client, sink Sink) (*Poller, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 2 * time.Minute
+	}
+	if cfg.BackfillWorkers <= 0 {
+		cfg.BackfillWorkers = 1
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -143,28 +152,216 @@ func (e *OrderError) Error() string {
 // is committed first, and Sync then returns the context's error.
 func (p *Poller) Sync(ctx context.Context) (Result, error) {
 	start := p.cfg.Now()
-	res := Result{}
+	res := &tally{}
 	streams, err := p.sink.Streams(ctx)
-	if err != nil {
-		return res, err
-	}
-	main, err := p.planFilterChange(ctx, streams, &streams)
-	if err != nil {
-		return res, err
-	}
-	for _, st := range streams {
-		if st.Bounded() && !st.Done {
-			if _, err := p.drain(ctx, st, &res); err != nil {
-				return res, err
-			}
+	if err == nil {
+		var main model.Stream
+		main, err = p.planFilterChange(ctx, streams, &streams)
+		if err == nil {
+			streams, err = p.planWindows(ctx, main, streams)
+		}
+		if err == nil {
+			err = p.drainBounded(ctx, streams, res)
+		}
+		if err == nil {
+			main, err = p.handOver(ctx, main)
+		}
+		if err == nil {
+			res.cursor, err = p.drain(ctx, main, res)
 		}
 	}
-	res.Cursor, err = p.drain(ctx, main, &res)
-	res.Duration = p.cfg.Now().Sub(start)
+	out := res.result()
+	out.Duration = p.cfg.Now().Sub(start)
 	if p.cfg.OnSync != nil {
-		p.cfg.OnSync(res, err)
+		p.cfg.OnSync(out, err)
 	}
-	return res, err
+	return out, err
+}
+
+// tally sums up a Sync whose streams may be drained concurrently.
+type tally struct {
+	mu     sync.Mutex
+	r      Result
+	cursor string
+}
+
+func (t *tally) page(events int, newest time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.r.Pages++
+	t.r.Events += events
+	if newest.After(t.r.Newest) {
+		t.r.Newest = newest
+	}
+}
+
+func (t *tally) gaps(g []model.Gap) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.r.Gaps = append(t.r.Gaps, g...)
+}
+
+func (t *tally) result() Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.r
+	r.Cursor = t.cursor
+	return r
+}
+
+// drainBounded drains the unfinished bounded streams (backfill windows,
+// backfills of added types) with up to BackfillWorkers at once; the shared
+// client keeps the whole within the request budget.
+func (p *Poller) drainBounded(ctx context.Context, streams []model.Stream, res *tally) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan model.Stream)
+	errs := make(chan error, len(streams)+1)
+	var wg sync.WaitGroup
+	for range p.cfg.BackfillWorkers {
+		wg.Go(func() {
+			for st := range work {
+				if _, err := p.drain(ctx, st, res); err != nil {
+					errs <- err
+					cancel()
+				}
+			}
+		})
+	}
+feed:
+	for _, st := range streams {
+		if !st.Bounded() || st.Done {
+			continue
+		}
+		select {
+		case work <- st:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		if !errors.Is(err, context.Canceled) { // the others, stopped by the first failure
+			all = append(all, err)
+		}
+	}
+	if len(all) == 0 {
+		return ctx.Err()
+	}
+	return errors.Join(all...)
+}
+
+// planWindows splits a first run's period into windows drained
+// concurrently: with 100 ms round trips one cursor reads at most 1,000
+// events a second, and a backfill of weeks of events would take hours.
+// Each window is a bounded stream with its own stored cursor, so a crash
+// resumes every one of them. Windows overlap by a millisecond: the API's
+// range bounds are not documented as inclusive or exclusive, and an event
+// read twice is stored once.
+func (p *Poller) planWindows(ctx context.Context, main model.Stream, streams []model.Stream) ([]model.Stream, error) {
+	if main.AfterID != "" || p.cfg.BackfillWorkers < 2 || slices.ContainsFunc(streams, isWindow) ||
+		slices.ContainsFunc(streams, func(s model.Stream) bool { return s.Name == main.Name }) {
+		return streams, nil
+	}
+	gaps := p.retentionGaps(&main) // clamps RangeStart to the window's edge
+	now := p.cfg.Now()
+	span := now.Sub(main.RangeStart)
+	if span < time.Hour {
+		return streams, nil
+	}
+	// One request first: a bad key or a rejected filter then fails once,
+	// not once per window, and an empty period needs no windows.
+	for {
+		probe, err := p.client.List(ctx, ListParams{Events: main.EventTypes, Limit: 1, RangeStart: main.RangeStart})
+		var se *StatusError
+		if errors.As(err, &se) && se.InvalidEvents() {
+			if err := p.dropRejected(ctx, &main, se); err != nil {
+				return streams, err
+			}
+			continue
+		}
+		if err != nil {
+			return streams, fmt.Errorf("fetch the first events: %w", err)
+		}
+		if len(probe.Events) == 0 {
+			return streams, nil
+		}
+		break
+	}
+	n := min(p.cfg.BackfillWorkers*4, int(span/time.Minute))
+	step := span / time.Duration(n)
+	plan := fmt.Sprintf("window-%d", now.UnixMilli())
+	p.cfg.Logger.Info("first run: backfilling in windows", "windows", n, "workers", p.cfg.BackfillWorkers,
+		"from", main.RangeStart, "to", now)
+	for i := range n {
+		w := model.Stream{
+			Name:       fmt.Sprintf("%s-%03d", plan, i),
+			EventTypes: main.EventTypes,
+			RangeStart: main.RangeStart.Add(time.Duration(i) * step),
+			RangeEnd:   main.RangeStart.Add(time.Duration(i+1)*step + time.Millisecond),
+		}
+		if i == n-1 {
+			w.RangeEnd = now.Add(time.Millisecond)
+		}
+		page := model.Page{Stream: w}
+		if i == 0 {
+			page.Gaps = gaps
+		}
+		if err := p.write(ctx, page); err != nil {
+			return streams, fmt.Errorf("plan backfill windows: %w", err)
+		}
+		streams = append(streams, w)
+	}
+	return streams, nil
+}
+
+func isWindow(s model.Stream) bool { return strings.HasPrefix(s.Name, "window-") }
+
+// handOver gives the main stream, on its first run, the cursor the
+// backfill windows reached: the newest event id any of them stored, so
+// that the main stream goes on from there with nothing missed or read
+// twice. Until every window is done, the main stream does not start.
+func (p *Poller) handOver(ctx context.Context, main model.Stream) (model.Stream, error) {
+	if main.AfterID != "" {
+		return main, nil
+	}
+	streams, err := p.sink.Streams(ctx)
+	if err != nil {
+		return main, err
+	}
+	var windows []model.Stream
+	for _, s := range streams {
+		if isWindow(s) {
+			windows = append(windows, s)
+		}
+	}
+	if len(windows) == 0 {
+		return main, nil
+	}
+	last := model.Stream{}
+	for _, w := range windows {
+		if !w.Done {
+			return main, fmt.Errorf("backfill window %s is not done", w.Name)
+		}
+		if w.AfterID > last.AfterID {
+			last = w
+		}
+		if w.RangeEnd.After(main.RangeStart) {
+			main.RangeStart = w.RangeEnd.Add(-time.Minute) // if no window saw an event
+		}
+	}
+	if last.AfterID == "" {
+		return main, nil
+	}
+	main.AfterID, main.AfterTime = last.AfterID, last.AfterTime
+	if err := p.write(ctx, model.Page{Stream: main}); err != nil {
+		return main, fmt.Errorf("hand the backfill over to the main cursor: %w", err)
+	}
+	p.cfg.Logger.Info("backfill windows done; the main cursor takes over", "cursor", main.AfterID)
+	return main, nil
 }
 
 // planFilterChange compares the configured filter with the one the main
@@ -235,21 +432,37 @@ func without(a, b []string) []string {
 }
 
 // drain pages one stream until the API has nothing newer (or, for a
-// backfill, nothing before its end) and returns the stream's cursor.
-func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (string, error) {
+// backfill, nothing before its end) and returns the stream's cursor. The
+// next page is fetched while the current one is written: the cursor after
+// a page is known before it is stored, so a round trip to the API and a
+// transaction overlap.
+func (p *Poller) drain(ctx context.Context, st model.Stream, res *tally) (string, error) {
 	gaps := p.retentionGaps(&st)
-	res.Gaps = append(res.Gaps, gaps...)
+	res.gaps(gaps)
 	limit := p.cfg.PageSize
 	from := st.AfterTime
 	if st.AfterID == "" {
 		from = st.RangeStart
 	}
-	for {
-		params := ListParams{Events: st.EventTypes, Limit: limit, After: st.AfterID, RangeEnd: st.RangeEnd}
+	params := func() ListParams {
+		lp := ListParams{Events: st.EventTypes, Limit: limit, After: st.AfterID, RangeEnd: st.RangeEnd}
 		if st.AfterID == "" {
-			params.RangeStart = st.RangeStart
+			lp.RangeStart = st.RangeStart
 		}
-		resp, err := p.client.List(ctx, params)
+		return lp
+	}
+	fctx, cancelFetch := context.WithCancel(ctx)
+	defer cancelFetch()
+	var prefetched <-chan fetched
+	for {
+		var f fetched
+		if prefetched != nil {
+			f = <-prefetched
+			prefetched = nil
+		} else {
+			f = p.fetch(fctx, params())
+		}
+		resp, err := f.resp, f.err
 		var se *StatusError
 		if errors.As(err, &se) && se.InvalidEvents() {
 			if err := p.dropRejected(ctx, &st, se); err != nil {
@@ -264,6 +477,9 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (strin
 			continue
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return st.AfterID, ctx.Err()
+			}
 			return st.AfterID, fmt.Errorf("fetch %s after %q: %w", st.Name, st.AfterID, err)
 		}
 		prev := st.AfterID
@@ -280,6 +496,9 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (strin
 			st.AfterID, st.AfterTime = next, newest
 		}
 		st.Done = st.Bounded() && caughtUp
+		if !caughtUp && ctx.Err() == nil {
+			prefetched = p.prefetch(fctx, params())
+		}
 		if len(resp.Events) > 0 || len(gaps) > 0 || st.Done {
 			wstart := time.Now()
 			if err := p.write(ctx, model.Page{Stream: st, Prev: prev, Events: resp.Events, Gaps: gaps}); err != nil {
@@ -287,16 +506,12 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (strin
 			}
 			gaps = nil
 			if len(resp.Events) > 0 {
-				res.Pages++
-				res.Events += len(resp.Events)
-				if newest.After(res.Newest) {
-					res.Newest = newest
-				}
+				res.page(len(resp.Events), newest)
 				p.cfg.Logger.Info("page written", "stream", st.Name, "events", len(resp.Events),
 					"cursor", st.AfterID, "newest", newest, "attempts", resp.Attempts,
 					"write_ms", time.Since(wstart).Milliseconds(), "request_id", resp.RequestID)
 				if p.cfg.OnPage != nil {
-					p.cfg.OnPage(PageInfo{Stream: st.Name, Events: len(resp.Events), Newest: newest, RangeFrom: from})
+					p.cfg.OnPage(PageInfo{Stream: st.Name, Events: len(resp.Events), Newest: newest, RangeFrom: from, RangeEnd: st.RangeEnd})
 				}
 			}
 		}
@@ -305,11 +520,29 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *Result) (strin
 		}
 		if caughtUp {
 			if st.Done {
-				p.cfg.Logger.Info("backfill done", "stream", st.Name, "types", strings.Join(st.EventTypes, ","))
+				p.cfg.Logger.Debug("bounded stream done", "stream", st.Name, "types", strings.Join(st.EventTypes, ","))
 			}
 			return st.AfterID, nil
 		}
 	}
+}
+
+type fetched struct {
+	resp Response
+	err  error
+}
+
+func (p *Poller) fetch(ctx context.Context, lp ListParams) fetched {
+	resp, err := p.client.List(ctx, lp)
+	return fetched{resp, err}
+}
+
+// prefetch fetches in the background; the channel holds the answer until
+// it is read, so the goroutine never blocks.
+func (p *Poller) prefetch(ctx context.Context, lp ListParams) <-chan fetched {
+	out := make(chan fetched, 1)
+	go func() { out <- p.fetch(ctx, lp) }()
+	return out
 }
 
 // write stores a page; it outlives a cancelled ctx, so that a page half

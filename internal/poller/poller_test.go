@@ -82,12 +82,17 @@ func (a *rejecting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // own Sink interface; the real store is exercised end to end in
 // cmd/syncer's tests.
 type pages struct {
+	mu      sync.Mutex
 	cursor  string // of the main stream, "events"
 	streams map[string]model.Stream
 	got     []model.Page
+	failAt  int // if > 0, the failAt-th write fails, as a crash would
+	writes  int
 }
 
 func (p *pages) Streams(context.Context) ([]model.Stream, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var out []model.Stream
 	for _, st := range p.streams {
 		out = append(out, st)
@@ -99,6 +104,12 @@ func (p *pages) Streams(context.Context) ([]model.Stream, error) {
 }
 
 func (p *pages) WritePage(_ context.Context, pg model.Page) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.writes++
+	if p.writes == p.failAt {
+		return errors.New("injected write failure")
+	}
 	stored := p.streams[pg.Stream.Name].AfterID
 	if pg.Stream.Name == "events" {
 		stored = p.cursor
@@ -118,6 +129,8 @@ func (p *pages) WritePage(_ context.Context, pg model.Page) error {
 }
 
 func (p *pages) events() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	n := 0
 	for _, pg := range p.got {
 		n += len(pg.Events)
@@ -321,5 +334,97 @@ func TestRunEndsOnAnswersNoRetryFixes(t *testing.T) {
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != 401 || ctx.Err() != nil {
 		t.Errorf("Run = %v; want it to end at once with the 401", err)
+	}
+}
+
+// edgeStream builds events around every boundary of the windows a first
+// run plans over [start, start+32h] with 8 workers (32 windows of an
+// hour): several events sharing the boundary's millisecond, and one a
+// millisecond either side.
+func edgeStream(t *testing.T, start time.Time) []fakeapi.Event {
+	t.Helper()
+	var evs []fakeapi.Event
+	n := 0
+	add := func(at time.Time) {
+		n++
+		gen := fakeapi.NewGenerator(fakeapi.GenConfig{Seed: int64(n), Start: at})
+		ev := gen.Next()
+		// ids must increase with time: re-issue the id from a counter
+		// whose order matches (same millisecond, increasing suffix).
+		ev.ID = fmt.Sprintf("event_%013d%06d", at.UnixMilli(), n)
+		ev.JSON = []byte(strings.Replace(string(ev.JSON), `"id":"`, `"id":"`+ev.ID+`","old_id":"`, 1))
+		evs = append(evs, ev)
+	}
+	for i := 0; i <= 32; i++ {
+		edge := start.Add(time.Duration(i) * time.Hour)
+		if i > 0 {
+			add(edge.Add(-time.Millisecond))
+		}
+		for range 4 {
+			add(edge)
+		}
+		add(edge.Add(time.Millisecond))
+		add(edge.Add(17 * time.Minute))
+	}
+	return evs
+}
+
+func TestBackfillWindowsHandOverWithNothingMissed(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	start := now.Add(-32 * time.Hour)
+	evs := edgeStream(t, start)
+	api := fakeapi.New(fakeapi.Config{APIKey: testKey, Now: func() time.Time { return now }})
+	api.Append(evs[:len(evs)-2]...) // the last two arrive after the first run
+	sink := &pages{failAt: 32 + 10} // the first run plans 32 windows, then crashes mid-way
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	c, _ := newTestClient(t, srv, 2)
+	p, err := New(Config{Events: model.KnownTypes(), BuiltinEvents: true, Since: start, BackfillWorkers: 8, Now: func() time.Time { return now }}, c, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "injected write failure") {
+		t.Fatalf("first run: %v; want the injected failure", err)
+	}
+	windows := 0
+	for name := range sink.streams {
+		if strings.HasPrefix(name, "window-") {
+			windows++
+		}
+	}
+	if windows != 32 {
+		t.Fatalf("%d windows stored; want 32, one an hour", windows)
+	}
+	if _, ok := sink.streams["events"]; ok {
+		t.Fatal("the main stream started before the windows were done")
+	}
+	// The next run resumes every window, then hands over.
+	if _, err := p.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	api.Append(evs[len(evs)-2:]...)
+	if _, err := p.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]int{}
+	byMain := map[string]bool{}
+	for _, pg := range sink.got {
+		for _, ev := range pg.Events {
+			written[ev.ID]++
+			if pg.Stream.Name == "events" {
+				byMain[ev.ID] = true
+			}
+		}
+	}
+	for _, ev := range evs {
+		if written[ev.ID] == 0 {
+			t.Errorf("event %s at %s was never written", ev.ID, ev.CreatedAt.Format(time.RFC3339Nano))
+		}
+	}
+	if len(byMain) != 2 || !byMain[evs[len(evs)-1].ID] || !byMain[evs[len(evs)-2].ID] {
+		t.Errorf("the main stream wrote %d events after the hand-over; want just the 2 that came later", len(byMain))
+	}
+	if got := sink.streams["events"].AfterID; got != evs[len(evs)-1].ID {
+		t.Errorf("main cursor %s; want the last event %s", got, evs[len(evs)-1].ID)
 	}
 }

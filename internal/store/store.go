@@ -106,6 +106,11 @@ func (s *Store) Streams(ctx context.Context) ([]model.Stream, error) {
 func (s *Store) WritePage(ctx context.Context, page model.Page) error {
 	start := time.Now()
 	stats, err := s.writeTx(ctx, page)
+	// Concurrent writers (backfill windows) may meet on an event both read
+	// at a window's edge: a deadlock or serialization failure is retried.
+	for try := 1; try <= 3 && isRetryable(err); try++ {
+		stats, err = s.writeTx(ctx, page)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
 		if n := s.isolateRejected(ctx, page.Events); n > 0 {
@@ -120,6 +125,11 @@ func (s *Store) WritePage(ctx context.Context, page model.Page) error {
 		s.observe(stats)
 	}
 	return nil
+}
+
+func isRetryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 func (s *Store) writeTx(ctx context.Context, page model.Page) (WriteStats, error) {
@@ -320,6 +330,9 @@ func queueActors(b *pgx.Batch, actors []model.ActorSeen) {
 	if len(actors) == 0 {
 		return
 	}
+	// One order for every writer, so that concurrent pages lock the
+	// actors' rows in the same order and cannot deadlock on them.
+	actors = slices.SortedFunc(slices.Values(actors), func(a, b model.ActorSeen) int { return strings.Compare(a.ID, b.ID) })
 	n := len(actors)
 	ids, sources, names := make([]string, n), make([]string, n), make([]string, n)
 	first, last := make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
