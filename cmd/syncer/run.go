@@ -377,13 +377,13 @@ func newPoller(s *syncSettings, apiKey string, sink poller.Sink, logger *slog.Lo
 		from = time.Now().Add(-30 * 24 * time.Hour)
 	}
 	p, err := poller.New(poller.Config{
-		Events:        events,
-		BuiltinEvents: !s.events.explicit || s.events.all,
+		Events:          events,
+		BuiltinEvents:   !s.events.explicit || s.events.all,
 		Since:           from,
 		BackfillWorkers: s.workers,
 		OnSync:          hooks.onSync,
-		OnPage:        hooks.onPage,
-		Logger:        logger,
+		OnPage:          hooks.onPage,
+		Logger:          logger,
 	}, client, sink)
 	if err != nil {
 		return nil, usageError("%v", err)
