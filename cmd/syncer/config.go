@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/syncer-audit/syncer/internal/model"
+	"github.com/syncer-audit/syncer/internal/store"
 )
 
 // Exit codes. Scripts may rely on them.
@@ -85,6 +87,22 @@ func hasFlags(fs *flag.FlagSet) bool {
 	any := false
 	fs.VisitAll(func(*flag.Flag) { any = true })
 	return any
+}
+
+// databaseFlag registers --database-url, from DATABASE_URL.
+func (c *command) databaseFlag(help string) *string {
+	var url string
+	c.fs.StringVar(&url, "database-url", "", help)
+	c.env("database-url", "DATABASE_URL")
+	return &url
+}
+
+// openDatabase opens the store at url, which the user must have given.
+func openDatabase(ctx context.Context, url string) (*store.Store, error) {
+	if url == "" {
+		return nil, usageError("no database: set DATABASE_URL or --database-url")
+	}
+	return store.Open(ctx, url)
 }
 
 // env ties flag name to environment variable env.

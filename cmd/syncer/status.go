@@ -13,16 +13,11 @@ import (
 
 func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	c := newCommand("status", "Where each cursor stands, the newest event stored and its age, and counts per\nVault event type. Reads only.", stdout)
-	var databaseURL string
-	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
-	c.env("database-url", "DATABASE_URL")
+	databaseURL := c.databaseFlag("PostgreSQL connection URL")
 	if err := c.parse(args, getenv); err != nil {
 		return err
 	}
-	if databaseURL == "" {
-		return usageError("no database: set DATABASE_URL or --database-url")
-	}
-	st, err := store.Open(ctx, databaseURL)
+	st, err := openDatabase(ctx, *databaseURL)
 	if err != nil {
 		return err
 	}
@@ -176,20 +171,13 @@ the projection quarantine from the raw archive, with this binary's projection:
 after an upgrade that understands more, events quarantined before may now be
 projected. One transaction; running it again gives the same tables. It takes
 the writer lock, so a running syncer pauses meanwhile.`, stdout)
-	var (
-		databaseURL string
-		wait        bool
-	)
-	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL")
-	c.env("database-url", "DATABASE_URL")
+	databaseURL := c.databaseFlag("PostgreSQL connection URL")
+	var wait bool
 	c.fs.BoolVar(&wait, "wait", false, "wait for a running syncer's writer lock instead of failing")
 	if err := c.parse(args, getenv); err != nil {
 		return err
 	}
-	if databaseURL == "" {
-		return usageError("no database: set DATABASE_URL or --database-url")
-	}
-	st, err := store.Open(ctx, databaseURL)
+	st, err := openDatabase(ctx, *databaseURL)
 	if err != nil {
 		return err
 	}
@@ -227,9 +215,8 @@ does not exist: with LOGIN and the password read from the environment variable
 named by --password-env, or NOLOGIN without it. Run it again after an upgrade
 that adds tables.`, stdout)
 	c.args = true
-	var databaseURL, passwordEnv string
-	c.fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL connection URL (of a role allowed to create roles)")
-	c.env("database-url", "DATABASE_URL")
+	databaseURL := c.databaseFlag("PostgreSQL connection URL (of a role allowed to create roles)")
+	var passwordEnv string
 	c.fs.StringVar(&passwordEnv, "password-env", "", "name of the environment variable holding the role's password")
 	if err := c.parse(args, getenv); err != nil {
 		return err
@@ -237,16 +224,13 @@ that adds tables.`, stdout)
 	if c.fs.NArg() != 1 {
 		return usageError("grant-reader: want one role name")
 	}
-	if databaseURL == "" {
-		return usageError("no database: set DATABASE_URL or --database-url")
-	}
 	role, password := c.fs.Arg(0), ""
 	if passwordEnv != "" {
 		if password = getenv(passwordEnv); password == "" {
 			return usageError("--password-env %s: that environment variable is empty", passwordEnv)
 		}
 	}
-	st, err := store.Open(ctx, databaseURL)
+	st, err := openDatabase(ctx, *databaseURL)
 	if err != nil {
 		return err
 	}
