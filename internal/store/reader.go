@@ -11,6 +11,7 @@ import (
 var readable = []string{
 	"workos_events", "vault_events", "vault_event_keys", "vault_actors", "vault_access_log",
 	"event_quarantine", "sync_cursors", "sync_gaps", "sync_runs",
+	"vault_key_access", "vault_dashboard_reads", "vault_off_hours_access", "vault_first_access",
 }
 
 // GrantReader makes role a read-only user of the audit trail: SELECT on
