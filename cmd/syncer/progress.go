@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/syncer-audit/syncer/internal/poller"
@@ -13,7 +14,8 @@ import (
 // has come in event time and an estimate of what is left. On a terminal
 // it redraws one line; otherwise it logs a line every interval.
 type progress struct {
-	w       io.Writer // a terminal, or nil for log lines
+	mu      sync.Mutex // pages come from several windows at once
+	w       io.Writer  // a terminal, or nil for log lines
 	logger  *slog.Logger
 	every   time.Duration
 	now     func() time.Time
@@ -36,6 +38,8 @@ func newProgress(stderr io.Writer, logger *slog.Logger) *progress {
 
 // page is the poller's OnPage hook.
 func (p *progress) page(info poller.PageInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.events += info.Events
 	p.streams[info.Stream] = info
 	now := p.now()
@@ -90,6 +94,8 @@ func fractionDone(streams map[string]poller.PageInfo, now time.Time, elapsed tim
 
 // end finishes the terminal line.
 func (p *progress) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.drawn {
 		fmt.Fprintln(p.w)
 	}

@@ -53,7 +53,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// OnPage, if set, sees every page written: for progress reports.
+	// OnPage, if set, sees every page written: for progress reports. It is
+	// called from several goroutines at once while windows are drained.
 	OnPage func(PageInfo)
 	// OnSync, if set, sees the end of every Sync: for run records and
 	// metrics.
