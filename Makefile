@@ -1,7 +1,7 @@
 # The two commands of the README, and a few more.
 GO ?= go
 
-.PHONY: demo test build fuzz crash-test
+.PHONY: demo test build fuzz crash-test bench
 
 # Run the main job on a throwaway PostgreSQL and the fake Events API (or on
 # DATABASE_URL and WORKOS_API_KEY when set), then print an audit report.
@@ -29,6 +29,14 @@ fuzz:
 crash-test:
 	@[ -n "$$SYNCER_TEST_DATABASE_URL" ] || scripts/ensure-postgres
 	SYNCER_CRASH_EVENTS=50000 SYNCER_CRASH_KILLS=20 $(GO) test -count=1 -v -run 'TestCrash|TestDatabaseConnections|TestFaults|TestHostile' ./cmd/syncer
+
+# Throughput, memory, latency-bound and backfill figures against the fake
+# API and a local PostgreSQL, with the COPY ceiling and a naive baseline:
+# make bench N=1000000. Appends to bench/results.jsonl.
+N ?= 200000
+bench:
+	@[ -n "$$SYNCER_TEST_DATABASE_URL" ] || scripts/ensure-postgres
+	$(GO) run ./cmd/syncerbench -n $(N)
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/syncer ./cmd/syncer

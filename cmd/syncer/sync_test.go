@@ -125,6 +125,9 @@ func TestSyncAllTypesEndToEnd(t *testing.T) {
 	if got := w.count(`SELECT count(*) FROM event_quarantine`); got != 0 {
 		t.Errorf("%d events quarantined from a clean stream", got)
 	}
+	if got := w.count(`SELECT count(*) FROM sync_gaps`); got != 0 {
+		t.Errorf("%d gaps recorded for a stream well inside the retention window and the default --since", got)
+	}
 	if got := w.count(`SELECT count(DISTINCT event_type) FROM vault_events`); got != 12 {
 		t.Errorf("vault_events covers %d types; want 12", got)
 	}

@@ -561,9 +561,17 @@ func (p *Poller) retentionGaps(st *model.Stream) []model.Gap {
 	edge := p.cfg.Now().Add(-p.cfg.Retention)
 	var g model.Gap
 	switch {
-	case st.AfterID == "" && !st.RangeStart.IsZero() && st.RangeStart.Before(edge):
-		g = model.Gap{From: st.RangeStart, To: edge, Reason: "the start (--since) is older than the API's retention window"}
-		st.RangeStart = edge.Add(time.Minute) // a margin for clocks and request time
+	case st.AfterID == "" && !st.RangeStart.IsZero() && st.RangeStart.Before(edge.Add(time.Minute)):
+		// Start a minute inside the window (clocks differ, requests take
+		// time). A start within the hour before the edge, such as the
+		// default --since of 30 days, is no gap worth reporting: those
+		// events are being dropped as we speak.
+		from := st.RangeStart
+		st.RangeStart = edge.Add(time.Minute)
+		if !from.Before(edge.Add(-time.Hour)) {
+			return nil
+		}
+		g = model.Gap{From: from, To: edge, Reason: "the start (--since) is older than the API's retention window"}
 	case st.AfterID != "" && !st.AfterTime.IsZero() && st.AfterTime.Before(edge):
 		g = model.Gap{From: st.AfterTime, To: edge, Reason: "the cursor is older than the API's retention window"}
 	default:
