@@ -40,31 +40,68 @@ type Event struct {
 	Problem string
 }
 
-// envelopeKeys are the fields Event names; any other key goes to Extra.
-var envelopeKeys = map[string]bool{"id": true, "event": true, "created_at": true, "data": true, "context": true}
-
 // DecodeEvent decodes one envelope. It fails only when raw is not JSON at
 // all; an envelope with missing or wrongly typed fields decodes with
 // Problem set, so that it can still be kept.
 func DecodeEvent(raw []byte) (Event, error) {
+	if !json.Valid(raw) {
+		var v json.RawMessage
+		err := json.Unmarshal(raw, &v) // for its message
+		return Event{Raw: raw}, fmt.Errorf("decode event: %w", err)
+	}
+	return decodeEvent(raw)
+}
+
+// decodeEvent decodes an envelope known to be valid JSON. It reads the
+// members in place, without a map: on the hot path every event passes
+// here.
+func decodeEvent(raw []byte) (Event, error) {
 	ev := Event{Raw: raw}
 	clean, sanitized, err := Sanitize(raw)
 	if err != nil {
 		return ev, err
 	}
 	ev.Sanitized = sanitized
-
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(clean, &fields); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			ev.Problem = "envelope is a JSON " + typeErr.Value + ", not an object"
-			return ev, nil
+	if kind := valueKind(clean); kind != "object" {
+		ev.Problem = "envelope is a JSON " + kind + ", not an object"
+		return ev, nil
+	}
+	var (
+		id, typ, created []byte
+		seen             [3]bool
+		extra            []byte
+	)
+	err = members(clean, func(k, v []byte) error {
+		switch {
+		case keyIs(k, "id"):
+			id, seen[0] = v, true
+		case keyIs(k, "event"):
+			typ, seen[1] = v, true
+		case keyIs(k, "created_at"):
+			created, seen[2] = v, true
+		case keyIs(k, "data"):
+			ev.Data = nonNull(v)
+		case keyIs(k, "context"):
+			ev.Context = nonNull(v)
+		case keyIs(k, "object") && string(v) == `"event"`:
+		default:
+			if extra == nil {
+				extra = append(make([]byte, 0, len(k)+len(v)+8), '{')
+			} else {
+				extra = append(extra, ',')
+			}
+			extra = append(append(append(extra, k...), ':'), v...)
 		}
+		return nil
+	})
+	if err != nil {
 		return ev, fmt.Errorf("decode event: %w", err)
 	}
+	if extra != nil {
+		ev.Extra = append(extra, '}')
+	}
 	var problems []string
-	ev.ID, problems = stringField(fields, "id", problems)
+	ev.ID, problems = stringField("id", id, seen[0], problems)
 	switch {
 	case len(ev.ID) > MaxIDLength:
 		problems = append(problems, fmt.Sprintf("id is %d bytes long, over %d", len(ev.ID), MaxIDLength))
@@ -74,49 +111,58 @@ func DecodeEvent(raw []byte) (Event, error) {
 		problems = append(problems, "id holds characters PostgreSQL cannot store")
 		ev.ID = ""
 	}
-	ev.Type, problems = stringField(fields, "event", problems)
+	ev.Type, problems = stringField("event", typ, seen[1], problems)
 	if len(ev.Type) > MaxIDLength {
 		problems = append(problems, fmt.Sprintf("event type is %d bytes long, over %d", len(ev.Type), MaxIDLength))
 		ev.Type = ""
 	}
-	var created string
-	created, problems = stringField(fields, "created_at", problems)
-	if created != "" {
-		t, err := ParseTime(created)
+	var when string
+	when, problems = stringField("created_at", created, seen[2], problems)
+	if when != "" {
+		t, err := ParseTime(when)
 		if err != nil {
 			problems = append(problems, "created_at: "+err.Error())
 		}
 		ev.CreatedAt = t
 	}
-	ev.Data = nonNull(fields["data"])
-	ev.Context = nonNull(fields["context"])
-
-	extra := map[string]json.RawMessage{}
-	for k, v := range fields {
-		if envelopeKeys[k] || (k == "object" && string(v) == `"event"`) {
-			continue
-		}
-		extra[k] = v
-	}
-	if len(extra) > 0 {
-		ev.Extra, err = json.Marshal(extra)
-		if err != nil {
-			return ev, fmt.Errorf("decode event: re-encode extra fields: %w", err)
-		}
-	}
 	ev.Problem = strings.Join(problems, "; ")
 	return ev, nil
 }
 
-// stringField reads a required string field, noting a problem when it is
-// missing, empty or not a string.
-func stringField(fields map[string]json.RawMessage, key string, problems []string) (string, []string) {
-	v, ok := fields[key]
-	if !ok || string(v) == "null" {
+// valueKind names the kind of a valid JSON value by its first byte.
+func valueKind(v []byte) string {
+	i := skipSpace(v, 0)
+	if i >= len(v) {
+		return "nothing"
+	}
+	switch v[i] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+// stringField reads a required string member, noting a problem when it
+// is missing, empty or not a string.
+func stringField(key string, v []byte, present bool, problems []string) (string, []string) {
+	if !present || string(v) == "null" {
 		return "", append(problems, key+" is missing")
 	}
+	if len(v) < 2 || v[0] != '"' {
+		return "", append(problems, key+" is not a string")
+	}
 	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if bytes.IndexByte(v, '\\') < 0 {
+		s = string(v[1 : len(v)-1])
+	} else if err := json.Unmarshal(v, &s); err != nil {
 		return "", append(problems, key+" is not a string")
 	}
 	if s == "" {
@@ -165,7 +211,7 @@ func DecodeList(body []byte) (List, error) {
 	}
 	list.Events = make([]Event, 0, len(*page.Data))
 	for i, raw := range *page.Data {
-		ev, err := DecodeEvent(raw)
+		ev, err := decodeEvent(raw) // the page was validated whole
 		if err != nil {
 			return List{}, fmt.Errorf("decode event list: data[%d]: %w", i, err)
 		}

@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,6 +30,19 @@ func FuzzDecodeAndProject(f *testing.F) {
 		ev, err := model.DecodeEvent(raw)
 		if err != nil {
 			return // not JSON at all: the page fails to decode and is retried
+		}
+		// The in-place reader must see what encoding/json sees.
+		var fields map[string]json.RawMessage
+		if !ev.Sanitized && json.Unmarshal(raw, &fields) == nil && fields != nil {
+			for key, want := range map[string]json.RawMessage{"data": ev.Data, "context": ev.Context} {
+				got := fields[key]
+				if string(got) == "null" {
+					got = nil
+				}
+				if bytes.Count(raw, []byte(`"`+key+`"`)) == 1 && !bytes.Equal(got, want) {
+					t.Fatalf("%s: decoded %q; encoding/json reads %q", key, want, got)
+				}
+			}
 		}
 		for name, part := range map[string][]byte{"id": []byte(ev.ID), "type": []byte(ev.Type), "data": ev.Data, "context": ev.Context, "extra": ev.Extra} {
 			if !utf8.Valid(part) {

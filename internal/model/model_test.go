@@ -246,3 +246,26 @@ func TestKnownTypes(t *testing.T) {
 		t.Errorf("KnownTypes has %d names; IsKnownType accepts a made-up name", len(known))
 	}
 }
+
+// BenchmarkDecodeList decodes and projects a page of 100 typical events,
+// the work the syncer does per page besides the database.
+func BenchmarkDecodeList(b *testing.B) {
+	files, _ := filepath.Glob("testdata/events/vault.*.json")
+	var evs [][]byte
+	for len(evs) < 100 {
+		for _, f := range files {
+			raw, _ := os.ReadFile(f)
+			evs = append(evs, bytes.TrimRight(raw, "\n"))
+		}
+	}
+	page := []byte(`{"object":"list","data":[` + string(bytes.Join(evs[:100], []byte(","))) + `],"list_metadata":{"after":null}}`)
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	for b.Loop() {
+		list, err := model.DecodeList(page)
+		if err != nil || len(list.Events) != 100 {
+			b.Fatal(err)
+		}
+		model.Project(list.Events)
+	}
+}

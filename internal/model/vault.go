@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 )
 
 // Actor is who performed a Vault operation. Source is "api" or "dashboard"
@@ -109,43 +110,60 @@ func DecodeVault(eventType string, data json.RawMessage) (VaultPayload, error) {
 }
 
 // decodeExact fills the tagged fields of the struct dst points to from
-// the keys of the JSON object data that match a tag exactly.
+// the members of the JSON object data whose key matches a tag exactly.
 // encoding/json also accepts keys that match only when case is ignored,
 // and lets the last of them win, so {"actor_id":"a","ACTOR_ID":"b"} would
 // project actor b while the archive says a; here only actor_id counts.
 func decodeExact(data json.RawMessage, dst any) error {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return fmt.Errorf("data: %w", err)
-	}
-	return fillExact(fields, reflect.ValueOf(dst).Elem())
-}
-
-func fillExact(fields map[string]json.RawMessage, v reflect.Value) error {
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Anonymous {
-			if err := fillExact(fields, v.Field(i)); err != nil {
-				return err
-			}
-			continue
+	v := reflect.ValueOf(dst).Elem()
+	fields := fieldsOf(v.Type())
+	return members(data, func(k, raw []byte) error {
+		if len(k) < 2 {
+			return nil
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		raw, ok := fields[name]
-		if !ok || name == "" {
-			continue
+		index, ok := fields[string(k[1:len(k)-1])]
+		if !ok {
+			return nil
 		}
-		if err := json.Unmarshal(raw, v.Field(i).Addr().Interface()); err != nil {
+		if err := json.Unmarshal(raw, v.FieldByIndex(index).Addr().Interface()); err != nil {
+			name := string(k[1 : len(k)-1])
 			var typeErr *json.UnmarshalTypeError
 			if errors.As(err, &typeErr) {
 				return fmt.Errorf("data.%s: want %s, got %s", name, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
 			}
 			return fmt.Errorf("data.%s: %w", name, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
+
+// fieldsOf maps the json tags of a payload struct, embedded structs
+// included, to their field indexes; computed once per type.
+func fieldsOf(t reflect.Type) map[string][]int {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string][]int)
+	}
+	m := map[string][]int{}
+	var walk func(t reflect.Type, prefix []int)
+	walk = func(t reflect.Type, prefix []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			index := append(append([]int(nil), prefix...), i)
+			if f.Anonymous {
+				walk(f.Type, index)
+				continue
+			}
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" {
+				m[name] = index
+			}
+		}
+	}
+	walk(t, nil)
+	fieldCache.Store(t, m)
+	return m
+}
+
+var fieldCache sync.Map // reflect.Type -> map[string][]int
 
 func jsonKind(goKind string) string {
 	switch goKind {
