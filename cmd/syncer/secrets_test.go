@@ -132,3 +132,29 @@ func TestGrantReaderCanOnlyRead(t *testing.T) {
 		}
 	}
 }
+
+// TestSSLModeIsHonoured: the tests' cluster has no TLS, so sslmode=require
+// must fail rather than silently fall back to plain text.
+func TestSSLModeIsHonoured(t *testing.T) {
+	t.Parallel()
+	plain := pgtest.URL(t)
+	for _, tc := range []struct {
+		mode string
+		ok   bool
+	}{{"disable", true}, {"require", false}, {"verify-full", false}} {
+		u, _ := url.Parse(plain)
+		q := u.Query()
+		q.Set("sslmode", tc.mode)
+		u.RawQuery = q.Encode()
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"status"}, func(k string) string {
+			if k == "DATABASE_URL" {
+				return u.String()
+			}
+			return ""
+		}, &out, &out)
+		if (err == nil) != tc.ok {
+			t.Errorf("sslmode=%s: %v; want success %v", tc.mode, err, tc.ok)
+		}
+	}
+}
