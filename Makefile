@@ -28,7 +28,7 @@ fuzz:
 # random moments, database connections killed under the daemon.
 crash-test:
 	@[ -n "$$SYNCER_TEST_DATABASE_URL" ] || scripts/ensure-postgres
-	SYNCER_CRASH_EVENTS=50000 SYNCER_CRASH_KILLS=20 $(GO) test -count=1 -v -run 'TestCrash|TestDatabaseConnections|TestFaults|TestHostile' ./cmd/syncer
+	SYNCER_CRASH_EVENTS=50000 SYNCER_CRASH_KILLS=20 $(GO) test -count=1 -v -run 'TestCrash|TestDatabaseConnections|TestEveryFault|TestHostile' ./cmd/syncer
 
 # Throughput, memory, latency-bound and backfill figures against the fake
 # API and a local PostgreSQL, with the COPY ceiling and a naive baseline:
