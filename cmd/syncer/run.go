@@ -269,6 +269,9 @@ func runDaemon(ctx context.Context, st *store.Store, p *poller.Poller, s *syncSe
 		}
 		var hook http.Handler
 		if webhookSecret != "" {
+			for _, r := range []string{webhook.Accepted, webhook.BadSignature, webhook.Stale, webhook.Malformed} {
+				tel.webhooks.WithLabelValues(r)
+			}
 			hook = &webhook.Handler{
 				Secret:  []byte(webhookSecret),
 				Observe: func(r string) { tel.webhooks.WithLabelValues(r).Inc() },

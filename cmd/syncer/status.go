@@ -46,7 +46,7 @@ func printStatus(w io.Writer, st store.Status, now time.Time) {
 		}
 		state := fmt.Sprintf("moved %s ago; %d event types", age(now, c.UpdatedAt), len(c.EventTypes))
 		if c.RangeEnd != nil {
-			state = fmt.Sprintf("backfill of %s up to %s, ", strings.Join(c.EventTypes, ","), c.RangeEnd.UTC().Format(time.RFC3339))
+			state = fmt.Sprintf("backfill of %s up to %s, ", abbreviateTypes(c.EventTypes), c.RangeEnd.UTC().Format(time.RFC3339))
 			if c.Done {
 				state += "done"
 			} else {
@@ -97,6 +97,13 @@ func printVaultCounts(w io.Writer, st store.Status) {
 	}
 	fmt.Fprintf(tw, "  total\t%d\n", total)
 	tw.Flush()
+}
+
+func abbreviateTypes(types []string) string {
+	if len(types) <= 3 {
+		return strings.Join(types, ",")
+	}
+	return fmt.Sprintf("%s and %d more types", strings.Join(types[:3], ","), len(types)-3)
 }
 
 func age(now, t time.Time) string {

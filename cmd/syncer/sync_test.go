@@ -604,7 +604,7 @@ func TestDaemonServesMetricsHealthAndWebhooks(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
 	}
-	waitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
+	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM sync_runs WHERE error IS NULL`) > 0 })
 	waitFor(t, func() bool { return w.count(`SELECT count(*) FROM workos_events`) == 250 })
 	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz = %d %q", code, body)
@@ -677,5 +677,40 @@ func TestDaemonServesMetricsHealthAndWebhooks(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), secret) {
 		t.Error("the logs show the webhook secret")
+	}
+}
+
+// A typo in --events fails the run that made it and leaves nothing
+// behind: the next runs, with a good filter, work.
+func TestARejectedFilterIsNotStored(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 300)
+	if _, _, err := w.syncer("sync"); err != nil {
+		t.Fatal(err)
+	}
+	streams := w.count(`SELECT count(*) FROM sync_cursors`)
+	_, _, err := w.syncer("sync", "--events", "vault.nope")
+	var ec exitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != exitRejected || !strings.Contains(err.Error(), "vault.nope") {
+		t.Fatalf("sync --events vault.nope: %v; want exit %d naming it", err, exitRejected)
+	}
+	if got := w.count(`SELECT count(*) FROM sync_cursors`); got != streams {
+		t.Errorf("a rejected filter changed the streams: %d -> %d", streams, got)
+	}
+	if got := w.count(`SELECT count(*) FROM sync_cursors WHERE 'vault.nope' = ANY(event_types)`); got != 0 {
+		t.Error("the rejected type was stored")
+	}
+	before := w.api.Stats().Requests
+	if out, _, err := w.syncer("sync"); err != nil || !strings.Contains(out, "caught up: 0 events") {
+		t.Errorf("sync with the default filter after the typo: %q, %v", out, err)
+	}
+	if n := w.api.Stats().Requests - before; n > 2 {
+		t.Errorf("%d requests for a sync with nothing new; want no re-fetch", n)
+	}
+	if _, _, err := w.syncer("sync", "--events", "all"); err != nil {
+		t.Errorf("sync --events all after the typo: %v", err)
+	}
+	if got := w.count(`SELECT count(*) FROM workos_events`); got != 300 {
+		t.Errorf("%d events; want all 300", got)
 	}
 }

@@ -37,6 +37,7 @@ type telemetry struct {
 
 	mu          sync.Mutex
 	lastSuccess time.Time // of a Sync
+	lastPage    time.Time // of a page written
 	newest      time.Time // newest created_at stored, as far as this process knows
 	active      bool      // holds the writer lock
 
@@ -97,6 +98,9 @@ func newTelemetry() *telemetry {
 	for _, k := range []string{model.QuarantineEnvelope, model.QuarantineProjection, model.QuarantineConflict} {
 		t.quarantined.WithLabelValues(k)
 	}
+	for _, typ := range model.VaultTypes() {
+		t.eventsWritten.WithLabelValues(typ)
+	}
 	return t
 }
 
@@ -131,6 +135,9 @@ func (t *telemetry) observeAttempt(a poller.Attempt) {
 
 // observeWrite is the store's hook.
 func (t *telemetry) observeWrite(s store.WriteStats) {
+	t.mu.Lock()
+	t.lastPage = time.Now()
+	t.mu.Unlock()
 	t.pagesWritten.Inc()
 	t.txDuration.Observe(s.Duration.Seconds())
 	for typ, n := range s.Fresh {
@@ -197,7 +204,8 @@ func (t *telemetry) seedNewest(ctx context.Context, st *store.Store) {
 
 // serve runs the daemon's HTTP endpoints until ctx ends: /metrics,
 // /healthz (the process answers), /readyz (the database answers and, on
-// the active replica, a sync succeeded within three intervals) and the
+// the active replica, a sync succeeded or a page was written within three
+// intervals) and the
 // webhook trigger, when one is given.
 func (t *telemetry) serve(ctx context.Context, ln net.Listener, st *store.Store, interval time.Duration, webhook http.Handler, logger *slog.Logger) error {
 	mux := http.NewServeMux()
@@ -246,8 +254,13 @@ func (t *telemetry) readiness(ctx context.Context, st *store.Store, interval tim
 	}
 	t.mu.Lock()
 	active := t.active
+	lastPage := t.lastPage
 	t.mu.Unlock()
-	fresh := r.SecondsSinceSuccess >= 0 && r.SecondsSinceSuccess <= 3*interval.Seconds()
+	// Fresh: a sync ended well lately, or one is writing pages now (a
+	// first run's backfill can take hours before its first Sync ends).
+	window := 3 * interval.Seconds()
+	fresh := r.SecondsSinceSuccess >= 0 && r.SecondsSinceSuccess <= window ||
+		!lastPage.IsZero() && time.Since(lastPage).Seconds() <= window
 	if active {
 		r.Role = "active"
 	}

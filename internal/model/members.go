@@ -1,6 +1,10 @@
 package model
 
-import "errors"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+)
 
 // errNotObject is returned by members for JSON that is not an object.
 var errNotObject = errors.New("not a JSON object")
@@ -92,8 +96,31 @@ func skipValue(b []byte, i int) int {
 	}
 }
 
-// keyIs reports whether a quoted key from members is exactly name. Keys
-// with escapes never match: no field we read is spelled with one.
+// keyIs reports whether a quoted key from members is name, as a JSON
+// decoder reads it: "\u0069d" is "id" too, or the audit rows and the
+// archive (jsonb unescapes keys) would disagree.
 func keyIs(key []byte, name string) bool {
-	return len(key) == len(name)+2 && string(key[1:len(key)-1]) == name
+	if len(key) < 2 {
+		return false
+	}
+	inner := key[1 : len(key)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner) == name
+	}
+	var s string
+	return json.Unmarshal(key, &s) == nil && s == name
+}
+
+// keyName unescapes a quoted key from members.
+func keyName(key []byte) string {
+	if len(key) < 2 {
+		return ""
+	}
+	inner := key[1 : len(key)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner)
+	}
+	var s string
+	json.Unmarshal(key, &s) //nolint:errcheck // a key from valid JSON
+	return s
 }

@@ -98,6 +98,7 @@ type Rows struct {
 func Project(events []Event) Rows {
 	var rows Rows
 	actors := map[string]int{} // actor id -> index in rows.Actors
+	nameAt, sourceAt := map[int]time.Time{}, map[int]time.Time{}
 	for _, ev := range events {
 		if ev.Problem != "" {
 			rows.Quarantine = append(rows.Quarantine, NewQuarantined(ev, QuarantineEnvelope, ev.Problem))
@@ -120,17 +121,25 @@ func Project(events []Event) Rows {
 		}
 		i, seen := actors[rec.Actor.ID]
 		if !seen {
-			actors[rec.Actor.ID] = len(rows.Actors)
-			rows.Actors = append(rows.Actors, ActorSeen{Actor: rec.Actor, FirstSeen: rec.OccurredAt, LastSeen: rec.OccurredAt})
-			continue
+			i = len(rows.Actors)
+			actors[rec.Actor.ID] = i
+			rows.Actors = append(rows.Actors, ActorSeen{Actor: Actor{ID: rec.Actor.ID}, FirstSeen: rec.OccurredAt, LastSeen: rec.OccurredAt})
 		}
 		a := &rows.Actors[i]
 		if rec.OccurredAt.Before(a.FirstSeen) {
 			a.FirstSeen = rec.OccurredAt
 		}
-		if !rec.OccurredAt.Before(a.LastSeen) {
+		if rec.OccurredAt.After(a.LastSeen) {
 			a.LastSeen = rec.OccurredAt
-			a.Actor = rec.Actor
+		}
+		// The newest event that names the actor (or gives its source)
+		// wins, whatever the order within the page; one without a name
+		// keeps the last known, as the store's upsert does across pages.
+		if rec.Name != "" && !rec.OccurredAt.Before(nameAt[i]) {
+			a.Name, nameAt[i] = rec.Name, rec.OccurredAt
+		}
+		if rec.Source != "" && !rec.OccurredAt.Before(sourceAt[i]) {
+			a.Source, sourceAt[i] = rec.Source, rec.OccurredAt
 		}
 	}
 	return rows

@@ -117,16 +117,14 @@ func DecodeVault(eventType string, data json.RawMessage) (VaultPayload, error) {
 func decodeExact(data json.RawMessage, dst any) error {
 	v := reflect.ValueOf(dst).Elem()
 	fields := fieldsOf(v.Type())
+	// A repeated key: the last one wins, as in encoding/json and jsonb.
 	return members(data, func(k, raw []byte) error {
-		if len(k) < 2 {
-			return nil
-		}
-		index, ok := fields[string(k[1:len(k)-1])]
+		name := keyName(k)
+		index, ok := fields[name]
 		if !ok {
 			return nil
 		}
 		if err := json.Unmarshal(raw, v.FieldByIndex(index).Addr().Interface()); err != nil {
-			name := string(k[1 : len(k)-1])
 			var typeErr *json.UnmarshalTypeError
 			if errors.As(err, &typeErr) {
 				return fmt.Errorf("data.%s: want %s, got %s", name, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)

@@ -159,7 +159,7 @@ func (p *Poller) Sync(ctx context.Context) (Result, error) {
 		var main model.Stream
 		main, err = p.planFilterChange(ctx, streams, &streams)
 		if err == nil {
-			streams, err = p.planWindows(ctx, main, streams)
+			streams, err = p.planWindows(ctx, main, streams, res)
 		}
 		if err == nil {
 			err = p.drainBounded(ctx, streams, res)
@@ -262,17 +262,21 @@ feed:
 // resumes every one of them. Windows overlap by a millisecond: the API's
 // range bounds are not documented as inclusive or exclusive, and an event
 // read twice is stored once.
-func (p *Poller) planWindows(ctx context.Context, main model.Stream, streams []model.Stream) ([]model.Stream, error) {
-	if main.AfterID != "" || p.cfg.BackfillWorkers < 2 || slices.ContainsFunc(streams, isWindow) ||
-		slices.ContainsFunc(streams, func(s model.Stream) bool { return s.Name == main.Name }) {
+func (p *Poller) planWindows(ctx context.Context, main model.Stream, streams []model.Stream, res *tally) ([]model.Stream, error) {
+	if main.AfterID != "" || p.cfg.BackfillWorkers < 2 || slices.ContainsFunc(streams, isWindow) {
 		return streams, nil
 	}
-	gaps := p.retentionGaps(&main) // clamps RangeStart to the window's edge
-	now := p.cfg.Now()
-	span := now.Sub(main.RangeStart)
+	clamped := main
+	gaps := p.retentionGaps(&clamped) // clamps RangeStart to the retention edge
+	// The windows stop a minute short of now: the API promises to hold
+	// fresh events back from cursor reads, and the main cursor, reading
+	// after the windows' newest id, takes the last minute that way.
+	end := p.cfg.Now().Add(-time.Minute)
+	span := end.Sub(clamped.RangeStart)
 	if span < time.Hour {
 		return streams, nil
 	}
+	main.RangeStart = clamped.RangeStart
 	// One request first: a bad key or a rejected filter then fails once,
 	// not once per window, and an empty period needs no windows.
 	for {
@@ -294,9 +298,15 @@ func (p *Poller) planWindows(ctx context.Context, main model.Stream, streams []m
 	}
 	n := min(p.cfg.BackfillWorkers*4, int(span/time.Minute))
 	step := span / time.Duration(n)
-	plan := fmt.Sprintf("window-%d", now.UnixMilli())
+	plan := fmt.Sprintf("window-%d", end.UnixMilli())
 	p.cfg.Logger.Info("first run: backfilling in windows", "windows", n, "workers", p.cfg.BackfillWorkers,
-		"from", main.RangeStart, "to", now)
+		"from", main.RangeStart, "to", end)
+	// The main stream is stored first, without a cursor, so that a filter
+	// changed before the hand-over is seen and its added types backfilled.
+	if err := p.write(ctx, model.Page{Stream: main}); err != nil {
+		return streams, fmt.Errorf("plan backfill windows: %w", err)
+	}
+	res.gaps(gaps)
 	for i := range n {
 		w := model.Stream{
 			Name:       fmt.Sprintf("%s-%03d", plan, i),
@@ -305,7 +315,7 @@ func (p *Poller) planWindows(ctx context.Context, main model.Stream, streams []m
 			RangeEnd:   main.RangeStart.Add(time.Duration(i+1)*step + time.Millisecond),
 		}
 		if i == n-1 {
-			w.RangeEnd = now.Add(time.Millisecond)
+			w.RangeEnd = end.Add(time.Millisecond)
 		}
 		page := model.Page{Stream: w}
 		if i == 0 {
@@ -378,20 +388,37 @@ func (p *Poller) planFilterChange(ctx context.Context, streams []model.Stream, a
 	}
 	stored := streams[i]
 	main.AfterID, main.AfterTime = stored.AfterID, stored.AfterTime
+	if len(without(p.cfg.Events, stored.EventTypes)) > 0 {
+		kept, err := p.checkFilter(ctx, p.cfg.Events)
+		if err != nil {
+			return main, err
+		}
+		p.cfg.Events, main.EventTypes = kept, kept
+	}
 	added := without(p.cfg.Events, stored.EventTypes)
 	removed := without(stored.EventTypes, p.cfg.Events)
 	if len(removed) > 0 {
-		p.cfg.Logger.Warn("event types removed from the filter are no longer fetched", "removed", strings.Join(removed, ","))
+		p.cfg.Logger.Warn("event types removed from the filter are no longer fetched", "removed", abbreviate(removed))
 	}
-	if len(added) == 0 || stored.AfterID == "" {
+	// What the old filter already covers, or will: up to the cursor, or,
+	// before the first hand-over, up to the end of the windows planned
+	// with the old filter.
+	end := stored.AfterTime
+	if stored.AfterID == "" {
+		end = time.Time{}
+		for _, s := range streams {
+			if isWindow(s) && s.RangeEnd.After(end) {
+				end = s.RangeEnd
+			}
+		}
+	} else if end.IsZero() {
+		end = p.cfg.Now()
+	}
+	if len(added) == 0 || end.IsZero() {
 		if len(removed) > 0 {
 			return main, p.write(ctx, model.Page{Stream: main, Prev: stored.AfterID})
 		}
 		return main, nil
-	}
-	end := stored.AfterTime
-	if end.IsZero() {
-		end = p.cfg.Now()
 	}
 	backfill := model.Stream{
 		Name:       backfillName(stored.AfterID, added),
@@ -400,7 +427,7 @@ func (p *Poller) planFilterChange(ctx context.Context, streams []model.Stream, a
 		RangeEnd:   end.Add(time.Millisecond), // inclusive of the cursor's own millisecond
 	}
 	p.cfg.Logger.Warn("event types added to the filter; backfilling them for the period already synced",
-		"added", strings.Join(added, ","), "from", backfill.RangeStart, "to", backfill.RangeEnd, "stream", backfill.Name)
+		"added", abbreviate(added), "from", backfill.RangeStart, "to", backfill.RangeEnd, "stream", backfill.Name)
 	if !slices.ContainsFunc(streams, func(s model.Stream) bool { return s.Name == backfill.Name }) {
 		if err := p.write(ctx, model.Page{Stream: backfill}); err != nil {
 			return main, fmt.Errorf("start backfill of added types: %w", err)
@@ -419,6 +446,15 @@ func (p *Poller) planFilterChange(ctx context.Context, streams []model.Stream, a
 func backfillName(after string, types []string) string {
 	h := sha256.Sum256([]byte(after + "|" + strings.Join(types, ",")))
 	return "backfill-" + hex.EncodeToString(h[:6])
+}
+
+// abbreviate lists a few names and counts the rest: a filter can hold a
+// hundred types.
+func abbreviate(types []string) string {
+	if len(types) <= 5 {
+		return strings.Join(types, ",")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(types[:5], ","), len(types)-5)
 }
 
 // without returns the elements of a that are not in b.
@@ -440,6 +476,9 @@ func without(a, b []string) []string {
 func (p *Poller) drain(ctx context.Context, st model.Stream, res *tally) (string, error) {
 	gaps := p.retentionGaps(&st)
 	res.gaps(gaps)
+	if st.Done { // its range is all behind the retention edge: nothing to read
+		return st.AfterID, p.write(ctx, model.Page{Stream: st, Prev: st.AfterID, Gaps: gaps})
+	}
 	limit := p.cfg.PageSize
 	from := st.AfterTime
 	if st.AfterID == "" {
@@ -468,6 +507,9 @@ func (p *Poller) drain(ctx context.Context, st model.Stream, res *tally) (string
 		if errors.As(err, &se) && se.InvalidEvents() {
 			if err := p.dropRejected(ctx, &st, se); err != nil {
 				return st.AfterID, err
+			}
+			if st.Done { // a backfill left with no type the API takes
+				return st.AfterID, p.write(ctx, model.Page{Stream: st, Prev: st.AfterID})
 			}
 			continue
 		}
@@ -568,16 +610,24 @@ func (p *Poller) retentionGaps(st *model.Stream) []model.Gap {
 		// events are being dropped as we speak.
 		from := st.RangeStart
 		st.RangeStart = edge.Add(time.Minute)
-		if !from.Before(edge.Add(-time.Hour)) {
+		g = model.Gap{From: from, To: edge, Reason: "the start (--since) is older than the API's retention window"}
+		if st.Bounded() && !st.RangeStart.Before(st.RangeEnd) {
+			// A backfill resumed after its whole range left the window.
+			st.Done = true
+			g = model.Gap{From: from, To: st.RangeEnd, Reason: "a backfill range left the API's retention window before it was read"}
+		} else if !from.Before(edge.Add(-time.Hour)) {
 			return nil
 		}
-		g = model.Gap{From: from, To: edge, Reason: "the start (--since) is older than the API's retention window"}
 	case st.AfterID != "" && !st.AfterTime.IsZero() && st.AfterTime.Before(edge):
 		g = model.Gap{From: st.AfterTime, To: edge, Reason: "the cursor is older than the API's retention window"}
+		if st.Bounded() && !st.RangeEnd.After(edge) {
+			st.Done = true
+			g.To = st.RangeEnd
+		}
 	default:
 		return nil
 	}
-	if st.Bounded() && !g.From.Before(st.RangeEnd) {
+	if !g.To.After(g.From) {
 		return nil
 	}
 	p.cfg.Logger.Error("events may be lost: part of the period to sync is older than the API keeps events",
@@ -624,21 +674,47 @@ func (p *Poller) dropRejected(ctx context.Context, st *model.Stream, cause *Stat
 	if len(rejected) == 0 {
 		return fmt.Errorf("the API rejected the type filter but accepts each of its names alone: %w", cause)
 	}
-	if !p.cfg.BuiltinEvents {
+	kept := without(st.EventTypes, rejected)
+	switch {
+	case st.Bounded():
+		// A backfill follows a filter that was once accepted, or chosen by
+		// the binary: drop what the API no longer takes and go on.
+		if len(kept) == 0 {
+			st.Done = true
+		}
+	case !p.cfg.BuiltinEvents:
 		return fmt.Errorf("%w: %s; remove them from --events / SYNCER_EVENTS (%v)",
 			ErrRejectedTypes, strings.Join(rejected, ", "), cause)
-	}
-	kept := without(st.EventTypes, rejected)
-	if len(kept) == 0 {
+	case len(kept) == 0:
 		return fmt.Errorf("%w: every type of the built-in filter: %s (%v)", ErrRejectedTypes, strings.Join(rejected, ", "), cause)
 	}
-	p.cfg.Logger.Warn("the API rejects event types of the built-in filter; syncing without them",
-		"rejected", strings.Join(rejected, ","), "request_id", cause.RequestID)
+	p.cfg.Logger.Warn("the API rejects event types; syncing without them",
+		"stream", st.Name, "rejected", strings.Join(rejected, ","), "request_id", cause.RequestID)
 	st.EventTypes = kept
 	if st.Name == p.cfg.Stream {
 		p.cfg.Events = kept
 	}
 	return nil
+}
+
+// checkFilter asks the API once whether it accepts types, before a
+// changed filter is stored: a typo must fail the run that made it, not
+// every run after it. Rejected names are dropped from a built-in filter
+// and fail a user's.
+func (p *Poller) checkFilter(ctx context.Context, types []string) ([]string, error) {
+	_, err := p.client.List(ctx, ListParams{Events: types, Limit: 1, RangeStart: p.cfg.Now().Add(-time.Hour)})
+	var se *StatusError
+	if !errors.As(err, &se) || !se.InvalidEvents() {
+		if err != nil {
+			return types, fmt.Errorf("check the type filter: %w", err)
+		}
+		return types, nil
+	}
+	st := model.Stream{Name: p.cfg.Stream, EventTypes: types}
+	if err := p.dropRejected(ctx, &st, se); err != nil {
+		return types, err
+	}
+	return st.EventTypes, nil
 }
 
 // rejectedTypes bisects the filter with one-event requests until each
@@ -710,9 +786,26 @@ func (p *Poller) Run(ctx context.Context, interval time.Duration, wake <-chan st
 			return nil
 		case <-wake:
 			followUps = 3
+			// However many deliveries (or replays of one) arrive, poll at
+			// most once a second for them.
+			if sleepCtx(ctx, time.Second) != nil {
+				t.Stop()
+				return nil
+			}
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

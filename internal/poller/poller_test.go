@@ -370,8 +370,10 @@ func edgeStream(t *testing.T, start time.Time) []fakeapi.Event {
 }
 
 func TestBackfillWindowsHandOverWithNothingMissed(t *testing.T) {
+	// The windows end a minute before now: [start, start+32h] in 32
+	// windows of an hour.
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-	start := now.Add(-32 * time.Hour)
+	start := now.Add(-32*time.Hour - time.Minute)
 	evs := edgeStream(t, start)
 	api := fakeapi.New(fakeapi.Config{APIKey: testKey, Now: func() time.Time { return now }})
 	api.Append(evs[:len(evs)-2]...) // the last two arrive after the first run
@@ -395,8 +397,8 @@ func TestBackfillWindowsHandOverWithNothingMissed(t *testing.T) {
 	if windows != 32 {
 		t.Fatalf("%d windows stored; want 32, one an hour", windows)
 	}
-	if _, ok := sink.streams["events"]; ok {
-		t.Fatal("the main stream started before the windows were done")
+	if main, ok := sink.streams["events"]; !ok || main.AfterID != "" {
+		t.Fatalf("main stream %+v: want it stored, with its filter and no cursor until the windows are done", main)
 	}
 	// The next run resumes every window, then hands over.
 	if _, err := p.Sync(context.Background()); err != nil {
@@ -426,5 +428,87 @@ func TestBackfillWindowsHandOverWithNothingMissed(t *testing.T) {
 	}
 	if got := sink.streams["events"].AfterID; got != evs[len(evs)-1].ID {
 		t.Errorf("main cursor %s; want the last event %s", got, evs[len(evs)-1].ID)
+	}
+}
+
+func TestAFilterWidenedBeforeTheHandOverIsBackfilled(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	api, evs := fakeAt(t, now, now.Add(-5*24*time.Hour), 10*time.Minute, 700, 0)
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	c, _ := newTestClient(t, srv, 2)
+	sink := &pages{failAt: 20} // the first run plans its windows, then crashes
+	clock := func() time.Time { return now }
+	first, _ := New(Config{Events: model.VaultTypes(), BuiltinEvents: true, Since: now.Add(-6 * 24 * time.Hour), BackfillWorkers: 8, Now: clock}, c, sink)
+	if _, err := first.Sync(context.Background()); err == nil {
+		t.Fatal("the first run should have crashed")
+	}
+	second, _ := New(Config{Events: model.KnownTypes(), BuiltinEvents: true, Since: now.Add(-6 * 24 * time.Hour), BackfillWorkers: 8, Now: clock}, c, sink)
+	if _, err := second.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]bool{}
+	for _, pg := range sink.got {
+		for _, ev := range pg.Events {
+			written[ev.ID] = true
+		}
+	}
+	lost := 0
+	for _, ev := range evs {
+		if !written[ev.ID] {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d events never written after the filter was widened mid-backfill", lost, len(evs))
+	}
+}
+
+func TestABackfillResumedAfterItsRangeLeftTheWindow(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	api, _ := fakeAt(t, now, now.Add(-29*24*time.Hour), 30*time.Minute, 28*48, 30*24*time.Hour)
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	c, _ := newTestClient(t, srv, 2)
+	sink := &pages{failAt: 34} // plans 32 windows (and the main stream), then crashes
+	clock := now
+	p, _ := New(Config{Events: model.KnownTypes(), BuiltinEvents: true, Since: now.Add(-29 * 24 * time.Hour), BackfillWorkers: 8,
+		Now: func() time.Time { return clock }}, c, sink)
+	if _, err := p.Sync(context.Background()); err == nil {
+		t.Fatal("the first run should have crashed")
+	}
+	clock = now.Add(10 * 24 * time.Hour) // resumed ten days later: a third of the windows is behind the edge
+	res, err := p.Sync(context.Background())
+	if err != nil {
+		t.Fatalf("resumed backfill: %v", err)
+	}
+	if len(res.Gaps) == 0 {
+		t.Error("windows that left the retention window were not reported as gaps")
+	}
+	for name, st := range sink.streams {
+		if strings.HasPrefix(name, "window-") && !st.Done {
+			t.Errorf("window %s is not done", name)
+		}
+	}
+}
+
+func TestAWindowedFirstRunReportsItsGap(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	api, _ := fakeAt(t, now, now.Add(-40*24*time.Hour), time.Hour, 40*24-1, 30*24*time.Hour)
+	p, sink := newTestPoller(t, api, Config{Events: model.KnownTypes(), BuiltinEvents: true, Since: now.Add(-45 * 24 * time.Hour),
+		BackfillWorkers: 8, Now: func() time.Time { return now }})
+	res, err := p.Sync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Gaps) != 1 {
+		t.Errorf("Result.Gaps = %v; want the --since gap once", res.Gaps)
+	}
+	stored := 0
+	for _, pg := range sink.got {
+		stored += len(pg.Gaps)
+	}
+	if stored != 1 {
+		t.Errorf("%d gaps stored; want 1", stored)
 	}
 }

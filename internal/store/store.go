@@ -48,13 +48,6 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		return nil, fmt.Errorf("database url: %w", err)
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "syncer"
-	// A page's commit does not wait for its WAL flush. If PostgreSQL
-	// itself crashes, the last few pages (a fraction of a second) are lost
-	// whole, their cursor move with them, and the next run reads them
-	// again from the API: nothing is lost or doubled, because rows and
-	// cursor share the transaction. One flush per page would otherwise
-	// bound the sync to the disk's fsync rate.
-	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -214,6 +207,14 @@ func writePage(ctx context.Context, tx pgx.Tx, page model.Page) (WriteStats, err
 	}
 
 	b := &pgx.Batch{}
+	// This commit does not wait for its WAL flush. If PostgreSQL itself
+	// crashes, the last pages (a fraction of a second) are lost whole,
+	// their cursor move with them, and the next run reads them again from
+	// the API: nothing is lost or doubled, because rows and cursor share
+	// the transaction. A flush per page would bound a sync to the disk's
+	// fsync rate. SET LOCAL, not a connection setting: poolers such as
+	// PgBouncer refuse unknown startup parameters.
+	b.Queue(`SET LOCAL synchronous_commit = off`)
 	queueActors(b, rows.Actors)
 	queueVault(b, rows.Vault)
 	queueKeys(b, rows.Keys)

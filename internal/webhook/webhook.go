@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -42,6 +43,10 @@ type Handler struct {
 	// MaxBody bounds the body read. Default 1 MiB.
 	MaxBody int64
 	Logger  *slog.Logger
+
+	mu       sync.Mutex
+	lastLog  time.Time
+	unlogged int
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +92,15 @@ func (h *Handler) done(w http.ResponseWriter, result string, status int) {
 		h.Observe(result)
 	}
 	if h.Logger != nil && result != Accepted {
-		h.Logger.Warn("webhook refused", "result", result, "status", status)
+		// Anyone can post here: log refusals at most once a minute, with
+		// how many there were; the metric counts each one.
+		h.mu.Lock()
+		h.unlogged++
+		if time.Since(h.lastLog) >= time.Minute {
+			h.Logger.Warn("webhook refused", "result", result, "status", status, "refused_since_last_line", h.unlogged)
+			h.lastLog, h.unlogged = time.Now(), 0
+		}
+		h.mu.Unlock()
 	}
 	w.WriteHeader(status)
 }
