@@ -788,24 +788,13 @@ func (p *Poller) Run(ctx context.Context, interval time.Duration, wake <-chan st
 			followUps = 3
 			// However many deliveries (or replays of one) arrive, poll at
 			// most once a second for them.
-			if sleepCtx(ctx, time.Second) != nil {
+			if sleep(ctx, time.Second) != nil {
 				t.Stop()
 				return nil
 			}
 		case <-t.C:
 		}
 		t.Stop()
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
