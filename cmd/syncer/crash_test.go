@@ -65,9 +65,8 @@ func expect(t *testing.T, evs []fakeapi.Event) expected {
 	return e
 }
 
-// checkExact compares the database with the stream: every event once, every
-// projection present, nothing more.
-func checkExact(t *testing.T, db string, want expected) {
+// archivedIDs lists the ids in workos_events, in order.
+func archivedIDs(t *testing.T, db string) []string {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), db)
 	if err != nil {
@@ -79,6 +78,19 @@ func checkExact(t *testing.T, db string, want expected) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ids
+}
+
+// checkExact compares the database with the stream: every event once, every
+// projection present, nothing more.
+func checkExact(t *testing.T, db string, want expected) {
+	t.Helper()
+	ids := archivedIDs(t, db)
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
 	if !slices.Equal(ids, want.ids) {
 		missing, extra := 0, 0
 		for _, id := range want.ids {

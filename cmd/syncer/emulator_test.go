@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/syncer-audit/syncer/internal/pgtest"
 )
 
@@ -155,19 +153,7 @@ func TestAgainstTheWorkOSEmulator(t *testing.T) {
 		}
 		return out.String()
 	}
-	archived := func() []string {
-		conn, err := pgx.Connect(context.Background(), db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
-		rows, _ := conn.Query(context.Background(), `SELECT id FROM workos_events ORDER BY id`)
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ids
-	}
+	archived := func() []string { return archivedIDs(t, db) }
 
 	sync()
 	want := emulatorEventIDs(t, base)
