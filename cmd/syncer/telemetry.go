@@ -194,10 +194,9 @@ func (t *telemetry) recorder(st *store.Store, logger *slog.Logger) func(poller.R
 // seedNewest starts the lag gauge from the database, so that it is right
 // before the first page of this process.
 func (t *telemetry) seedNewest(ctx context.Context, st *store.Store) {
-	status, err := st.Status(ctx)
-	if err == nil {
+	if _, at, err := st.Newest(ctx); err == nil {
 		t.mu.Lock()
-		t.newest = status.NewestAt
+		t.newest = at
 		t.mu.Unlock()
 	}
 }
